@@ -1,0 +1,42 @@
+# imagequeue — every command you need. Run with `uv run just <recipe>`.
+
+set dotenv-load := false
+
+# Show the recipes.
+default:
+    @just --list
+
+# Run the whole service locally on embedded defaults (private Redis when none answers).
+up *ARGS:
+    uv run python -m imagequeue_common.devstack {{ARGS}}
+
+# One worker process (WORKER_CONCURRENCY slots) against REDIS_URL.
+worker:
+    uv run imagequeue-worker run
+
+# The cleanup schedule (taskiq scheduler).
+scheduler:
+    uv run imagequeue-worker scheduler
+
+# Remove finished jobs past retention now.
+clean:
+    uv run imagequeue-worker clean
+
+# Lint and type-check everything.
+lint:
+    uv run ruff check .
+    uv run ruff format --check .
+    uv run mypy packages tests bench
+
+# Format the code.
+fmt:
+    uv run ruff format .
+    uv run ruff check --fix .
+
+# Lint, type-check, then the whole test suite on real Redis (a private one if needed).
+test *ARGS: lint
+    uv run pytest {{ARGS}}
+
+# Engine benchmark: our broker against stock taskiq-redis, one JSON line.
+bench-engine *ARGS:
+    uv run python bench/engine.py {{ARGS}}

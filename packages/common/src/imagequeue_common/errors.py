@@ -1,0 +1,88 @@
+"""The one error tree of imagequeue.
+
+Each error carries its facts as attributes so that callers (the HTTP layer, the retry
+policy, the dashboard) decide from data, never from message text. Retryable and terminal
+job failures are different types: the retry policy looks only at the type.
+"""
+
+from __future__ import annotations
+
+
+class ImageQueueError(Exception):
+    """Base of every error imagequeue raises on purpose."""
+
+
+class SettingsError(ImageQueueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class InvalidJobError(ImageQueueError, ValueError):
+    """A job was rejected before anything was written (bad priority, delay, payload)."""
+
+
+class JobNotFoundError(ImageQueueError, LookupError):
+    """No job with this id exists in the queue (never did, or was cleaned)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found")
+        self.job_id = job_id
+
+
+class JobStateError(ImageQueueError):
+    """The job exists but is in a state where the operation does not apply."""
+
+    def __init__(self, job_id: str, state: str, operation: str) -> None:
+        super().__init__(f"cannot {operation} job {job_id!r}: it is {state}")
+        self.job_id = job_id
+        self.state = state
+        self.operation = operation
+
+
+class DuplicateJobError(ImageQueueError):
+    """A job with this id already exists; nothing was changed."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} already exists")
+        self.job_id = job_id
+
+
+class QueueUnavailableError(ImageQueueError):
+    """Redis did not answer; the operation may be tried again later."""
+
+
+# Failures raised inside a running job. The retry policy maps them to outcomes.
+
+
+class JobFailureError(ImageQueueError):
+    """Base of failures a task raises on purpose."""
+
+
+class RetryableJobError(JobFailureError):
+    """The job may succeed if run again (timeouts, 5xx, 429, a truncated image).
+
+    ``retry_after_s`` (from an upstream ``Retry-After``) is a floor for the backoff delay.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TerminalJobError(JobFailureError):
+    """Running the job again cannot help (a 4xx other than 408/429): dead-letter it now."""
+
+
+class JobCancelledError(JobFailureError):
+    """The job was cancelled while it ran; raised at the next progress point."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} was cancelled")
+        self.job_id = job_id
+
+
+class LeaseLostError(JobFailureError):
+    """This worker no longer holds the job (it was recovered elsewhere): stop working on it."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"lease on job {job_id!r} was lost")
+        self.job_id = job_id

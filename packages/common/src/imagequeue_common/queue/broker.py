@@ -1,0 +1,288 @@
+"""``EngineBroker``: a taskiq broker whose every job state lives in Redis (BullMQ-style).
+
+Workers lease jobs through the ``claim`` script, one per free slot, within the global
+sliding-window rate limit; a heartbeat renews the leases and returns stalled jobs of dead
+workers to the queue; a run's end is recorded by the ``finish`` script under its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from taskiq import AckableMessage, AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq.message import BrokerMessage
+
+from imagequeue_common.contracts import Priority
+from imagequeue_common.errors import InvalidJobError, QueueUnavailableError
+from imagequeue_common.queue.finisher import Finisher
+from imagequeue_common.queue.formatter import MsgspecFormatter
+from imagequeue_common.queue.jobs import Claimed, ClaimResult
+from imagequeue_common.queue.ledger import FinishOp, JobLedger
+from imagequeue_common.queue.result_backend import JobResultBackend
+from imagequeue_common.queue.retry import Outcome, RetryPolicy
+from imagequeue_common.redis_conn import blocking_client, command_client
+from imagequeue_common.settings import Settings
+
+log = logging.getLogger("imagequeue.engine")
+
+IDLE_BLOCK_MS = 5000
+"""Longest an idle worker blocks before it asks again (a guard against lost connections)."""
+
+_UNRUNNABLE = Outcome(
+    "failed", error="the worker could not run this message (malformed, or unknown task name)"
+)
+
+
+@dataclass(slots=True)
+class Lease:
+    """A job this worker holds, from claim to the recorded end of its run."""
+
+    job_id: str
+    token: str
+    attempts: int
+    max_attempts: int
+    outcome: Outcome | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class EngineBroker(AsyncBroker):
+    """The imagequeue broker. Build one per process; nothing connects before ``startup``."""
+
+    def __init__(self, settings: Settings, redis_url: str, *, namespace: str = "iq") -> None:
+        super().__init__()
+        self.with_result_backend(JobResultBackend(self))
+        self.settings = settings
+        self.redis_url = redis_url
+        self.namespace = namespace
+        self.formatter = MsgspecFormatter()
+        self.policy = RetryPolicy.from_settings(settings)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._client: Redis | None = None
+        self._blocking: Redis | None = None
+        self._ledger: JobLedger | None = None
+        self._finisher: Finisher | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._leases: dict[str, Lease] = {}
+        self._ready: deque[AckableMessage] = deque()
+        self._claiming: asyncio.Task[ClaimResult] | None = None
+        self.add_middlewares(OutcomeMiddleware())
+
+    @property
+    def ledger(self) -> JobLedger:
+        """The job ledger (after ``startup``)."""
+        if self._ledger is None:
+            raise QueueUnavailableError("the broker is not started")
+        return self._ledger
+
+    def lease(self, job_id: str) -> Lease | None:
+        """This worker's lease on ``job_id``, if it holds one."""
+        return self._leases.get(job_id)
+
+    async def startup(self) -> None:
+        """Connect; in a worker, also start the finisher and the heartbeat."""
+        self._client = command_client(self.redis_url)
+        self._ledger = JobLedger(self._client, self.settings, namespace=self.namespace)
+        if self.is_worker_process:
+            self._blocking = blocking_client(self.redis_url)
+            self._finisher = Finisher(self._ledger)
+            self._finisher.start()
+            await self._beat()
+            self._heartbeat = asyncio.create_task(
+                self._heartbeat_loop(), name="imagequeue-heartbeat"
+            )
+        await super().startup()
+
+    async def shutdown(self) -> None:
+        """Stop taking work, record finished runs, give back unstarted jobs, close clients."""
+        await super().shutdown()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        if self._claiming is not None:
+            await asyncio.gather(self._claiming, return_exceptions=True)
+        if self._finisher is not None:
+            await self._finisher.close()
+            self._finisher = None
+        if self._ledger is not None and self._leases:
+            await self._release_unfinished(self._ledger)
+        for client in (self._blocking, self._client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._blocking = self._ledger = None
+
+    async def kick(self, message: BrokerMessage) -> None:
+        """Enqueue one job from a taskiq message (labels: priority, delay, user_id)."""
+        labels = message.labels
+        try:
+            priority = Priority.parse(labels.get("priority", Priority.NORMAL))
+        except ValueError as exc:
+            raise InvalidJobError(str(exc)) from None
+        await self.ledger.enqueue(
+            message.task_id,
+            message.task_name,
+            message.message.decode(),
+            priority=priority,
+            user_id=_label_str(labels, "user_id"),
+            delay_ms=_delay_ms(labels.get("delay")),
+            max_attempts=_label_int(labels, "max_attempts"),
+        )
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """Yield one leased job per call; taskiq asks only when a slot is free."""
+        while True:
+            if self._ready:
+                yield self._ready.popleft()
+                continue
+            want = max(1, self.settings.worker_concurrency - len(self._leases))
+            # Shielded: a claim cancelled by shutdown still lands in _leases, and is released.
+            self._claiming = asyncio.ensure_future(self._claim(want))
+            try:
+                result = await asyncio.shield(self._claiming)
+            except (RedisError, OSError) as exc:
+                log.warning("claim failed (%s); trying again in 1 s", exc)
+                await asyncio.sleep(1)
+                continue
+            if not result.jobs:
+                await self._wait(result)
+
+    async def _claim(self, want: int) -> ClaimResult:
+        result = await self.ledger.claim(self.worker_id, want)
+        for job in result.jobs:
+            lease = Lease(job.job_id, job.token, job.attempts, job.max_attempts)
+            self._leases[job.job_id] = lease
+            self._ready.append(self._message(job, lease))
+        return result
+
+    def _message(self, job: Claimed, lease: Lease) -> AckableMessage:
+        async def ack() -> None:
+            # Called by taskiq after the run (and after OutcomeMiddleware decided its end).
+            if self._leases.get(lease.job_id) is lease:
+                del self._leases[lease.job_id]
+            outcome = lease.outcome or _UNRUNNABLE
+            if self._finisher is None:
+                raise QueueUnavailableError("the broker is shut down")
+            self._finisher.submit(
+                FinishOp(lease.job_id, lease.token, outcome.kind, outcome.value, outcome.error)
+            )
+
+        return AckableMessage(data=job.payload.encode(), ack=ack)
+
+    async def _wait(self, result: ClaimResult) -> None:
+        if result.status == "limited":
+            await asyncio.sleep(result.wait_ms / 1000)
+            return
+        timeout = IDLE_BLOCK_MS
+        if result.status == "empty" and result.wait_ms >= 0:
+            timeout = min(timeout, result.wait_ms)
+        if self._blocking is None:
+            raise QueueUnavailableError("listen() needs a started worker broker")
+        await self.ledger.wait_for_work(self._blocking, timeout)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.lease_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._beat()
+            except (RedisError, OSError) as exc:
+                log.warning("heartbeat failed (%s); leases renew at the next beat", exc)
+
+    async def _beat(self) -> None:
+        ledger = self.ledger
+        info = msgspec.json.encode(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "concurrency": self.settings.worker_concurrency,
+                "running": len(self._leases),
+            }
+        ).decode()
+        leases = [(lease.job_id, lease.token) for lease in self._leases.values()]
+        lost, _ = await ledger.extend(self.worker_id, info, leases)
+        for job_id in lost:
+            log.warning("lost the lease on job %s (it was recovered elsewhere)", job_id)
+        requeued, dead = await ledger.recover_stalled()
+        for job_id in requeued:
+            log.warning("Job %s stalled - will be retried", job_id)
+        for job_id in dead:
+            log.error("Job %s stalled too often - moved to the dead-letter queue", job_id)
+
+    async def _release_unfinished(self, ledger: JobLedger) -> None:
+        leases = [(lease.job_id, lease.token) for lease in self._leases.values()]
+        self._leases.clear()
+        self._ready.clear()
+        try:
+            released = await ledger.release(leases)
+        except (RedisError, OSError) as exc:
+            log.warning("could not give back %d jobs at shutdown (%s)", len(leases), exc)
+        else:
+            log.info("gave back %d unstarted jobs at shutdown", released)
+
+
+class OutcomeMiddleware(TaskiqMiddleware):
+    """Decides each run's end (complete, retry later, dead-letter, cancelled) from its result."""
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Store the decided outcome on the lease; the broker's ack records it."""
+        broker = self.broker
+        if not isinstance(broker, EngineBroker):
+            return
+        lease = broker.lease(message.task_id)
+        if lease is None:
+            return
+        value = "" if result.is_err else _encode_result(result.return_value)
+        lease.outcome = broker.policy.decide(
+            attempts=lease.attempts,
+            max_attempts=lease.max_attempts,
+            error=result.error if result.is_err else None,
+            value=value,
+        )
+
+
+def _encode_result(value: object) -> str:
+    try:
+        return msgspec.json.encode(value).decode()
+    except (TypeError, ValueError):
+        return msgspec.json.encode(repr(value)).decode()
+
+
+def _delay_ms(raw: object) -> int:
+    if raw is None or raw == "":
+        return 0
+    try:
+        seconds = float(str(raw))
+    except ValueError:
+        raise InvalidJobError(f"delay must be a number of seconds, got {raw!r}") from None
+    if seconds < 0 or seconds != seconds:  # noqa: PLR0124  (NaN check)
+        raise InvalidJobError(f"delay must not be negative, got {raw!r}")
+    return round(seconds * 1000)
+
+
+def _label_str(labels: dict[str, Any], name: str) -> str:
+    value = str(labels.get(name, ""))
+    if len(value) > 64:
+        raise InvalidJobError(f"label {name} must be at most 64 characters")
+    return value
+
+
+def _label_int(labels: dict[str, Any], name: str) -> int | None:
+    raw = labels.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(str(raw))
+    except ValueError:
+        raise InvalidJobError(f"label {name} must be a whole number, got {raw!r}") from None

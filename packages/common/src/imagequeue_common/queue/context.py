@@ -1,0 +1,61 @@
+"""What a running task knows of its job: id, attempt, and a way to report progress."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from taskiq import Context, TaskiqDepends
+
+from imagequeue_common.errors import JobCancelledError, LeaseLostError, QueueUnavailableError
+from imagequeue_common.queue.broker import EngineBroker, Lease
+from imagequeue_common.queue.ledger import JobLedger
+
+
+class JobHandle:
+    """The running job, as seen from inside its task."""
+
+    def __init__(self, ledger: JobLedger, lease: Lease) -> None:
+        self._ledger = ledger
+        self._lease = lease
+
+    @property
+    def id(self) -> str:
+        """The job id (also the taskiq task id)."""
+        return self._lease.job_id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, 2 on the first retry, ..."""
+        return self._lease.attempts
+
+    @property
+    def max_attempts(self) -> int:
+        """Runs allowed in all (retries + 1)."""
+        return self._lease.max_attempts
+
+    async def progress(self, percent: int, message: str = "") -> None:
+        """Record and publish progress; a progress point is also where cancellation lands.
+
+        Raises :class:`JobCancelledError` when the job was cancelled, and
+        :class:`LeaseLostError` when another worker has taken the job over.
+        """
+        answer = await self._ledger.progress(self.id, self._lease.token, percent, message)
+        if answer == 0:
+            raise JobCancelledError(self.id)
+        if answer < 0:
+            raise LeaseLostError(self.id)
+
+
+def current_job(context: Annotated[Context, TaskiqDepends()]) -> JobHandle:
+    """taskiq dependency: the :class:`JobHandle` of the job being run."""
+    broker = context.broker
+    if not isinstance(broker, EngineBroker):
+        raise QueueUnavailableError("current_job needs the imagequeue EngineBroker")
+    lease = broker.lease(context.message.task_id)
+    if lease is None:
+        raise QueueUnavailableError(f"no lease held on job {context.message.task_id!r}")
+    return JobHandle(broker.ledger, lease)
+
+
+CurrentJob = Annotated[JobHandle, TaskiqDepends(current_job)]
+"""Annotate a task parameter with this to receive its :class:`JobHandle`."""

@@ -1,0 +1,67 @@
+"""A msgspec JSON formatter for taskiq messages: strict, fast, never pickle.
+
+taskiq's default formatter validates every message through pydantic; msgspec decodes the
+same JSON several times faster, and refuses a payload that is not JSON-serialisable with
+a clear :class:`InvalidJobError` before anything reaches Redis.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from taskiq.abc.formatter import TaskiqFormatter
+from taskiq.message import BrokerMessage, TaskiqMessage
+
+from imagequeue_common.errors import InvalidJobError
+
+
+class _Wire(msgspec.Struct, frozen=True):
+    task_id: str
+    task_name: str
+    labels: dict[str, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    labels_types: dict[str, int] | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_Wire)
+
+
+class MsgspecFormatter(TaskiqFormatter):
+    """Encodes :class:`TaskiqMessage` as compact JSON with msgspec."""
+
+    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
+        """Encode; raises :class:`InvalidJobError` for values JSON cannot hold."""
+        wire = _Wire(
+            task_id=message.task_id,
+            task_name=message.task_name,
+            labels=message.labels,
+            args=message.args,
+            kwargs=message.kwargs,
+            labels_types=message.labels_types,
+        )
+        try:
+            data = _encoder.encode(wire)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidJobError(f"task arguments are not JSON-serialisable: {exc}") from exc
+        return BrokerMessage(
+            task_id=message.task_id,
+            task_name=message.task_name,
+            message=data,
+            labels=message.labels,
+        )
+
+    def loads(self, message: bytes) -> TaskiqMessage:
+        """Decode a message written by :meth:`dumps`."""
+        wire = _decoder.decode(message)
+        # The wire struct is already validated by msgspec: skip pydantic's second pass.
+        return TaskiqMessage.model_construct(
+            task_id=wire.task_id,
+            task_name=wire.task_name,
+            labels=dict(wire.labels),
+            labels_types=wire.labels_types,
+            args=list(wire.args),
+            kwargs=dict(wire.kwargs),
+        )

@@ -1,0 +1,79 @@
+"""The read side of a job: what its Redis hash says, as a typed struct."""
+
+from __future__ import annotations
+
+import msgspec
+
+from imagequeue_common.contracts import JobState, Priority
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One job as stored in the queue (timestamps are Redis server milliseconds)."""
+
+    id: str
+    name: str
+    state: JobState
+    priority: Priority
+    user: str
+    payload: str
+    attempts: int
+    max_attempts: int
+    created_at: int
+    progress: int = 0
+    progress_msg: str = ""
+    started_at: int | None = None
+    finished_at: int | None = None
+    due_at: int | None = None
+    error: str | None = None
+    result: str | None = None
+    stalls: int = 0
+    worker: str | None = None
+    cancel_requested: bool = False
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> Job:
+        """Build from an ``HGETALL`` reply (decoded to ``str``)."""
+
+        def opt_int(key: str) -> int | None:
+            value = fields.get(key)
+            return int(value) if value not in (None, "") else None
+
+        return cls(
+            id=fields["id"],
+            name=fields["name"],
+            state=JobState(fields["state"]),
+            priority=Priority(fields["priority"]),
+            user=fields.get("user", ""),
+            payload=fields["payload"],
+            attempts=int(fields.get("attempts", 0)),
+            max_attempts=int(fields.get("max_attempts", 1)),
+            created_at=int(fields["created_at"]),
+            progress=int(float(fields.get("progress", 0))),
+            progress_msg=fields.get("progress_msg", ""),
+            started_at=opt_int("started_at"),
+            finished_at=opt_int("finished_at"),
+            due_at=opt_int("due_at"),
+            error=fields.get("error"),
+            result=fields.get("result"),
+            stalls=int(fields.get("stalls", 0)),
+            worker=fields.get("worker"),
+            cancel_requested=fields.get("cancel") == "1",
+        )
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    """A job leased to this worker by ``claim``."""
+
+    job_id: str
+    payload: str
+    token: str
+    attempts: int
+    max_attempts: int
+
+
+class ClaimResult(msgspec.Struct, frozen=True):
+    """What ``claim`` answered: jobs, or why none and how long to wait (ms, -1 = no hint)."""
+
+    status: str
+    wait_ms: int
+    jobs: list[Claimed]

@@ -1,0 +1,280 @@
+"""The job ledger: every state change of every job, each one atomic in a Lua script.
+
+The ledger is what both the api and the worker use: the api to enqueue, count, inspect,
+cancel and retry; the worker (through the broker) to claim, renew, finish and recover.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+from redis.asyncio import Redis
+
+from imagequeue_common.contracts import JobState, Priority, QueueStats
+from imagequeue_common.errors import (
+    DuplicateJobError,
+    InvalidJobError,
+    JobNotFoundError,
+    JobStateError,
+)
+from imagequeue_common.queue.jobs import Claimed, ClaimResult, Job
+from imagequeue_common.queue.keys import QueueKeys
+from imagequeue_common.queue.scripts import Scripts
+from imagequeue_common.settings import Settings
+
+FinishKind = Literal["completed", "retry", "failed", "cancelled"]
+_BATCH = 500
+
+
+class FinishOp(msgspec.Struct, frozen=True):
+    """How one leased run ended. ``value``: result JSON, or the retry delay in ms."""
+
+    job_id: str
+    token: str
+    kind: FinishKind
+    value: str = ""
+    error: str = ""
+
+
+class CleanReport(msgspec.Struct, frozen=True):
+    """How many finished jobs one clean removed."""
+
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class LedgerMetrics(msgspec.Struct, frozen=True):
+    """Counters since the queue was created."""
+
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    stalled: int = 0
+    cancelled: int = 0
+    rate_limited: int = 0
+    run_ms_completed: int = 0
+
+
+class JobLedger:
+    """Operations on one queue's jobs in Redis."""
+
+    def __init__(self, client: Redis, settings: Settings, *, namespace: str = "iq") -> None:
+        self.client = client
+        self.settings = settings
+        self.keys = QueueKeys.for_queue(settings.queue_name, namespace)
+        self._scripts = Scripts(client)
+        self._maxlen = settings.events_maxlen
+
+    async def enqueue(
+        self,
+        job_id: str,
+        task_name: str,
+        payload: str,
+        *,
+        priority: Priority = Priority.NORMAL,
+        user_id: str = "",
+        delay_ms: int = 0,
+        max_attempts: int | None = None,
+    ) -> JobState:
+        """Add a job; raises :class:`DuplicateJobError` if the id exists (nothing changes)."""
+        if delay_ms < 0:
+            raise InvalidJobError(f"delay must not be negative, got {delay_ms} ms")
+        attempts = self.settings.job_retries + 1 if max_attempts is None else max_attempts
+        if attempts < 1:
+            raise InvalidJobError(f"max attempts must be at least 1, got {attempts}")
+        k = self.keys
+        state = await self._scripts.call(
+            "enqueue",
+            [k.waiting, k.delayed, k.events, k.marker, k.meta],
+            [k.prefix, job_id, task_name, payload, priority.value, priority.rank, user_id,
+             delay_ms, attempts, self._maxlen],
+        )  # fmt: skip
+        if state == 0:
+            raise DuplicateJobError(job_id)
+        return JobState(state)
+
+    async def claim(self, worker_id: str, want: int) -> ClaimResult:
+        """Lease up to ``want`` of the best waiting jobs, within the global rate limit."""
+        k, s = self.keys, self.settings
+        reply = await self._scripts.call(
+            "claim",
+            [k.waiting, k.delayed, k.active, k.limiter, k.events, k.meta, k.marker, k.metrics],
+            [k.prefix, s.lease_ms, s.rate_limit_max, s.rate_limit_duration_ms, worker_id, want,
+             self._maxlen],
+        )  # fmt: skip
+        jobs = [
+            Claimed(reply[i], reply[i + 1], str(reply[i + 2]), int(reply[i + 3]), int(reply[i + 4]))
+            for i in range(2, len(reply), 5)
+        ]
+        return ClaimResult(status=reply[0], wait_ms=int(reply[1]), jobs=jobs)
+
+    async def wait_for_work(self, blocking: Redis, timeout_ms: int) -> bool:
+        """Block until a wake-up token arrives or ``timeout_ms`` passes; True if woken."""
+        timeout_s = max(timeout_ms, 1) / 1000
+        return await blocking.blpop([self.keys.marker], timeout=timeout_s) is not None
+
+    async def finish(self, ops: list[FinishOp]) -> list[bool]:
+        """End a batch of runs atomically; False where the lease had been lost."""
+        if not ops:
+            return []
+        k = self.keys
+        args: list[str | int] = [k.prefix, self._maxlen, len(ops)]
+        for op in ops:
+            args += [op.job_id, op.token, op.kind, op.value, op.error]
+        reply = await self._scripts.call(
+            "finish",
+            [k.active, k.completed, k.failed, k.delayed, k.cancelled, k.events, k.metrics,
+             k.marker],
+            args,
+        )  # fmt: skip
+        return [bool(x) for x in reply]
+
+    async def extend(
+        self, worker_id: str, info: str, leases: list[tuple[str, str]]
+    ) -> tuple[list[str], list[str]]:
+        """Renew leases and record the worker; returns (lost ids, cancel-requested ids)."""
+        k = self.keys
+        args: list[str | int] = [k.prefix, self.settings.lease_ms, worker_id, info]
+        for job_id, token in leases:
+            args += [job_id, token]
+        lost, cancel = await self._scripts.call(
+            "extend", [k.active, k.workers, k.worker(worker_id)], args
+        )
+        return list(lost), list(cancel)
+
+    async def recover_stalled(self) -> tuple[list[str], list[str]]:
+        """Requeue jobs whose lease expired; returns (requeued ids, dead-lettered ids)."""
+        k = self.keys
+        requeued, dead = await self._scripts.call(
+            "recover",
+            [k.active, k.waiting, k.failed, k.events, k.marker, k.metrics],
+            [k.prefix, self.settings.stall_limit, self._maxlen, _BATCH],
+        )
+        return list(requeued), list(dead)
+
+    async def release(self, leases: list[tuple[str, str]]) -> int:
+        """Give back leased jobs that will not be finished here; returns how many."""
+        if not leases:
+            return 0
+        k = self.keys
+        args: list[str | int] = [k.prefix, self._maxlen]
+        for job_id, token in leases:
+            args += [job_id, token]
+        released: int = await self._scripts.call(
+            "release", [k.active, k.waiting, k.events, k.marker], args
+        )
+        return released
+
+    async def progress(self, job_id: str, token: str, percent: int, message: str = "") -> int:
+        """Record progress; 1 go on, 0 cancellation requested, -1 lease lost."""
+        if not 0 <= percent <= 100:
+            raise InvalidJobError(f"progress must be from 0 to 100, got {percent}")
+        k = self.keys
+        answer: int = await self._scripts.call(
+            "progress", [k.events], [k.prefix, self._maxlen, job_id, token, percent, message]
+        )
+        return answer
+
+    async def cancel(self, job_id: str) -> Literal["cancelled", "requested"]:
+        """Cancel a waiting/delayed job now, or ask an active one's worker to stop it."""
+        k = self.keys
+        answer = await self._scripts.call(
+            "cancel",
+            [k.waiting, k.delayed, k.cancelled, k.events, k.metrics],
+            [k.prefix, self._maxlen, job_id],
+        )
+        if answer == "missing":
+            raise JobNotFoundError(job_id)
+        if answer in ("cancelled", "requested"):
+            return "cancelled" if answer == "cancelled" else "requested"
+        raise JobStateError(job_id, answer, "cancel")
+
+    async def retry_failed(self, job_id: str) -> None:
+        """Move one dead-lettered job back to waiting, its attempts reset."""
+        answer = await self._retry_failed_call(job_id)
+        if answer == "missing":
+            raise JobNotFoundError(job_id)
+        if answer != 1:
+            raise JobStateError(job_id, str(answer), "retry")
+
+    async def retry_all_failed(self) -> int:
+        """Move every dead-lettered job back to waiting; returns how many."""
+        total = 0
+        while moved := int(await self._retry_failed_call("")):
+            total += moved
+        return total
+
+    async def _retry_failed_call(self, job_id: str) -> int | str:
+        k = self.keys
+        answer: int | str = await self._scripts.call(
+            "retry_failed",
+            [k.failed, k.waiting, k.events, k.marker, k.meta],
+            [k.prefix, self._maxlen, job_id, _BATCH],
+        )
+        return answer
+
+    async def clean(
+        self, *, keep_completed_ms: int | None = None, keep_failed_ms: int | None = None
+    ) -> CleanReport:
+        """Delete completed/cancelled and failed jobs past retention (settings by default)."""
+        s, k = self.settings, self.keys
+        keep_completed = s.keep_completed_ms if keep_completed_ms is None else keep_completed_ms
+        keep_failed = s.keep_failed_ms if keep_failed_ms is None else keep_failed_ms
+        if keep_completed < 0 or keep_failed < 0:
+            raise InvalidJobError("retention must not be negative")
+        totals = [0, 0, 0]
+        while True:
+            removed = await self._scripts.call(
+                "clean",
+                [k.completed, k.failed, k.cancelled, k.events, k.workers],
+                [k.prefix, keep_completed, keep_failed, keep_completed, _BATCH],
+            )
+            totals = [t + int(r) for t, r in zip(totals, removed, strict=True)]
+            if max(int(r) for r in removed) < _BATCH:
+                return CleanReport(*totals)
+
+    async def stats(self) -> QueueStats:
+        """Exact counts per state, from one atomic snapshot (O(1))."""
+        k = self.keys
+        w, a, c, f, d, x, paused = await self._scripts.call(
+            "stats",
+            [k.waiting, k.active, k.completed, k.failed, k.delayed, k.cancelled, k.meta],
+            [],
+        )
+        return QueueStats(
+            waiting=w, active=a, completed=c, failed=f, delayed=d,
+            total=w + a + c + f + d, cancelled=x, paused=bool(paused),
+        )  # fmt: skip
+
+    async def get_job(self, job_id: str) -> Job:
+        """One job; raises :class:`JobNotFoundError`."""
+        fields: dict[str, str] = await self.client.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
+        if not fields:
+            raise JobNotFoundError(job_id)
+        return Job.from_hash(fields)
+
+    async def metrics(self) -> LedgerMetrics:
+        """The queue's lifetime counters."""
+        raw = await self.client.hgetall(self.keys.metrics)
+        return msgspec.convert({f: int(v) for f, v in raw.items()}, LedgerMetrics)
+
+    async def hold(self, hold_ms: int) -> int:
+        """Stop all claims for ``hold_ms`` (an upstream 429); returns the hold's end (ms)."""
+        if hold_ms < 0:
+            raise InvalidJobError(f"hold must not be negative, got {hold_ms} ms")
+        until: int = await self._scripts.call("hold", [self.keys.meta], [hold_ms])
+        return until
+
+    async def pause(self) -> None:
+        """Workers stop claiming; active jobs finish."""
+        await self.client.hset(self.keys.meta, "paused", "1")
+
+    async def resume(self) -> None:
+        """Workers claim again (blocked ones are woken)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.keys.meta, "paused")
+            pipe.lpush(self.keys.marker, "1")
+            await pipe.execute()

@@ -1,0 +1,30 @@
+-- cancel: a waiting or delayed job is cancelled now; an active one is marked, and its worker
+-- stops it at the next progress point.
+-- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] cancelled  KEYS[4] events  KEYS[5] metrics
+-- ARGV[1] key prefix  ARGV[2] events maxlen  ARGV[3] job id
+-- Returns 'cancelled', 'requested', 'missing', or the state that forbids it.
+local id = ARGV[3]
+local jk = ARGV[1] .. 'job:' .. id
+local state = redis.call('HGET', jk, 'state')
+if not state then
+  return 'missing'
+end
+if state == 'waiting' or state == 'delayed' then
+  if state == 'waiting' then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    redis.call('ZREM', KEYS[2], id)
+  end
+  local now = now_ms()
+  redis.call('ZADD', KEYS[3], now, id)
+  redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', now)
+  redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
+  emit(KEYS[4], ARGV[2], id, 'cancelled')
+  return 'cancelled'
+end
+if state == 'active' then
+  redis.call('HSET', jk, 'cancel', '1')
+  emit(KEYS[4], ARGV[2], id, 'cancel_requested')
+  return 'requested'
+end
+return state

@@ -1,0 +1,22 @@
+-- clean: delete finished jobs past retention, oldest first, at most ARGV[5] per set per call.
+-- KEYS[1] completed  KEYS[2] failed  KEYS[3] cancelled  KEYS[4] events  KEYS[5] workers
+-- ARGV[1] key prefix  ARGV[2] keep completed ms  ARGV[3] keep failed ms
+-- ARGV[4] keep cancelled ms  ARGV[5] batch size
+-- Returns {completed removed, failed removed, cancelled removed}.
+local now = now_ms()
+local removed = {}
+for k = 1, 3 do
+  local cutoff = now - tonumber(ARGV[k + 1])
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))
+  for _, id in ipairs(ids) do
+    redis.call('DEL', ARGV[1] .. 'job:' .. id)
+  end
+  if #ids > 0 then
+    redis.call('ZREM', KEYS[k], unpack(ids))
+  end
+  removed[k] = #ids
+end
+-- Events older than the longest retention serve nobody.
+local oldest = now - math.max(tonumber(ARGV[2]), tonumber(ARGV[3]))
+redis.call('XTRIM', KEYS[4], 'MINID', '~', oldest)
+return removed

@@ -1,0 +1,33 @@
+-- recover: return jobs whose lease expired (their worker died or hung) to waiting at their old
+-- place, or dead-letter them once they stalled more than ARGV[2] times.
+-- KEYS[1] active  KEYS[2] waiting  KEYS[3] failed  KEYS[4] events  KEYS[5] marker  KEYS[6] metrics
+-- ARGV[1] key prefix  ARGV[2] stall limit  ARGV[3] events maxlen  ARGV[4] batch size
+-- Returns {ids returned to waiting, ids dead-lettered}.
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local requeued, dead = {}, {}
+for _, id in ipairs(expired) do
+  local jk = ARGV[1] .. 'job:' .. id
+  redis.call('ZREM', KEYS[1], id)
+  local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
+  -- A stalled run never finished, so it does not use up one of the job's retries.
+  redis.call('HINCRBY', jk, 'attempts', -1)
+  redis.call('HINCRBY', KEYS[6], 'stalled', 1)
+  emit(KEYS[4], ARGV[3], id, 'stalled', 'stalls', stalls)
+  if stalls > tonumber(ARGV[2]) then
+    local err = 'job stalled ' .. stalls .. ' times (its worker stopped renewing the lease)'
+    redis.call('ZADD', KEYS[3], now, id)
+    redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
+    redis.call('HINCRBY', KEYS[6], 'failed', 1)
+    emit(KEYS[4], ARGV[3], id, 'failed', 'error', err)
+    dead[#dead + 1] = id
+  else
+    local f = redis.call('HMGET', jk, 'rank', 'seq')
+    redis.call('ZADD', KEYS[2], waiting_score(f[1], f[2]), id)
+    redis.call('HSET', jk, 'state', 'waiting')
+    emit(KEYS[4], ARGV[3], id, 'waiting')
+    wake(KEYS[5])
+    requeued[#requeued + 1] = id
+  end
+end
+return {requeued, dead}

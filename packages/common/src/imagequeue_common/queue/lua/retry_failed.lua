@@ -1,0 +1,31 @@
+-- retry_failed: move dead-lettered jobs back to waiting with their attempts reset.
+-- KEYS[1] failed  KEYS[2] waiting  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
+-- ARGV[1] key prefix  ARGV[2] events maxlen  ARGV[3] job id, or '' for the oldest ARGV[4]
+-- Returns the number of jobs moved; for one id: 1, or the job's state, or 'missing'.
+local ids
+if ARGV[3] ~= '' then
+  local state = redis.call('HGET', ARGV[1] .. 'job:' .. ARGV[3], 'state')
+  if not state then
+    return 'missing'
+  end
+  if state ~= 'failed' then
+    return state
+  end
+  ids = {ARGV[3]}
+else
+  ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
+end
+for _, id in ipairs(ids) do
+  local jk = ARGV[1] .. 'job:' .. id
+  local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], waiting_score(redis.call('HGET', jk, 'rank'), seq), id)
+  redis.call('HSET', jk, 'state', 'waiting', 'seq', seq, 'attempts', 0, 'stalls', 0,
+    'progress', 0)
+  redis.call('HDEL', jk, 'finished_at', 'cancel', 'result')
+  emit(KEYS[3], ARGV[2], id, 'waiting', 'retried_by_hand', '1')
+end
+if #ids > 0 then
+  wake(KEYS[4])
+end
+return #ids

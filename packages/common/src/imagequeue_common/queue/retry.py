@@ -1,0 +1,72 @@
+"""Retry policy: how a run's result becomes the job's next state.
+
+Retryable failures go to ``delayed`` with exponential (or fixed) backoff; after the last
+retry, and at once for terminal failures, the job is dead-lettered in ``failed``.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+
+import msgspec
+
+from imagequeue_common.errors import JobCancelledError, RetryableJobError, TerminalJobError
+from imagequeue_common.queue.ledger import FinishKind
+from imagequeue_common.settings import BackoffKind, Settings
+
+_MAX_ERROR_CHARS = 4000
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """The decided end of one run."""
+
+    kind: FinishKind
+    value: str = ""
+    error: str = ""
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """Backoff: ``delay = base * 2**(retry - 1)`` (exponential) or ``base`` (fixed)."""
+
+    backoff: BackoffKind = "exponential"
+    base_ms: int = 5000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The policy the settings describe."""
+        return cls(backoff=settings.backoff_type, base_ms=settings.backoff_delay_ms)
+
+    def delay_ms(self, retry: int) -> int:
+        """Delay before retry number ``retry`` (1 for the first retry)."""
+        if self.backoff == "fixed":
+            return self.base_ms
+        return self.base_ms << max(retry - 1, 0)
+
+    def decide(
+        self, *, attempts: int, max_attempts: int, error: BaseException | None, value: str = ""
+    ) -> Outcome:
+        """The outcome of run number ``attempts`` that ended with ``error`` (or none)."""
+        if error is None:
+            return Outcome("completed", value=value)
+        if isinstance(error, JobCancelledError):
+            return Outcome("cancelled")
+        text = describe(error)
+        if isinstance(error, TerminalJobError):
+            return Outcome("failed", error=text)
+        if attempts >= max_attempts:
+            return Outcome("failed", error=f"{text} (gave up after {attempts} attempts)")
+        delay = self.delay_ms(attempts)
+        if isinstance(error, RetryableJobError) and error.retry_after_s is not None:
+            delay = max(delay, math.ceil(error.retry_after_s * 1000))
+        return Outcome("retry", value=str(delay), error=text)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` and the innermost frame, capped, for the job's ``error`` field."""
+    text = f"{type(error).__name__}: {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
+    return text[:_MAX_ERROR_CHARS]

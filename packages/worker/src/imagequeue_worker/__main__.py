@@ -1,0 +1,76 @@
+"""``imagequeue-worker``: run worker processes, the scheduler, or a clean by hand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from taskiq.acks import AcknowledgeType
+from taskiq.cli.scheduler.args import SchedulerArgs
+from taskiq.cli.scheduler.run import run_scheduler
+from taskiq.cli.worker.args import WorkerArgs
+from taskiq.cli.worker.run import run_worker
+
+from imagequeue_common.errors import SettingsError
+from imagequeue_common.settings import Settings, load_settings
+from imagequeue_worker.app import build_broker, create_scheduler
+
+
+def worker_args(settings: Settings, processes: int, broker: str) -> WorkerArgs:
+    """taskiq worker arguments: one claim per free slot (no prefetch), ack after the run."""
+    return WorkerArgs(
+        broker=broker,
+        modules=[],
+        workers=processes,
+        max_async_tasks=settings.worker_concurrency,
+        max_prefetch=0,
+        ack_type=AcknowledgeType.WHEN_SAVED,
+        shutdown_timeout=10,
+        log_level="INFO",  # type: ignore[arg-type]
+    )
+
+
+async def _clean(settings: Settings) -> None:
+    broker = build_broker(settings)
+    await broker.startup()
+    try:
+        report = await broker.ledger.clean()
+        print(f"removed {report.completed} completed, {report.failed} failed, "
+              f"{report.cancelled} cancelled jobs")  # fmt: skip
+    finally:
+        await broker.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, load settings once, run the command."""
+    parser = argparse.ArgumentParser(prog="imagequeue-worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run worker processes")
+    run.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument("--broker", default="imagequeue_worker.app:create_broker",
+                     help=argparse.SUPPRESS)  # fmt: skip
+    sub.add_parser("scheduler", help="run the cleanup schedule")
+    sub.add_parser("clean", help="remove finished jobs past retention now")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"imagequeue-worker: bad setting: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        if args.processes < 1:
+            parser.error("--processes must be at least 1")
+        return run_worker(worker_args(settings, args.processes, args.broker)) or 0
+    if args.command == "scheduler":
+        logging.basicConfig(level=logging.INFO)
+        asyncio.run(run_scheduler(SchedulerArgs(scheduler=create_scheduler(), modules=[])))
+        return 0
+    asyncio.run(_clean(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Builds the worker's broker and scheduler; the taskiq CLI calls the factories below."""
+
+from __future__ import annotations
+
+import os
+
+from taskiq import TaskiqScheduler
+from taskiq.schedule_sources import LabelScheduleSource
+
+from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.settings import Settings, load_settings
+from imagequeue_worker.tasks import register_tasks
+
+
+def build_broker(settings: Settings) -> EngineBroker:
+    """A broker with every worker task registered."""
+    broker = EngineBroker(settings, settings.redis_url_or_default)
+    register_tasks(broker)
+    return broker
+
+
+def create_broker() -> EngineBroker:
+    """Entry point for ``taskiq worker``: settings come from the environment, once."""
+    return build_broker(load_settings(os.environ))
+
+
+def create_scheduler() -> TaskiqScheduler:
+    """Entry point for ``taskiq scheduler``: the cleanup runs on its cron label."""
+    broker = create_broker()
+    return TaskiqScheduler(broker, sources=[LabelScheduleSource(broker)])

@@ -1,0 +1,53 @@
+"""The worker's tasks, registered on a broker by :func:`register_tasks`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import msgspec
+
+from imagequeue_common.contracts import (
+    CLEAN_TASK,
+    GENERATE_IMAGE_TASK,
+    NOOP_TASK,
+    GenerateImagePayload,
+)
+from imagequeue_common.errors import TerminalJobError
+from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.queue.context import CurrentJob
+
+log = logging.getLogger("imagequeue.worker")
+
+
+def register_tasks(broker: EngineBroker) -> None:
+    """Register every task of the worker on ``broker`` (explicitly, no import side effects)."""
+    settings = broker.settings
+
+    @broker.task(task_name=GENERATE_IMAGE_TASK)
+    async def generate_image(payload: dict[str, Any], job: CurrentJob) -> dict[str, str]:
+        # Stand-in until the image pipeline lands: simulates a GPU call with progress.
+        try:
+            request = msgspec.convert(payload, GenerateImagePayload)
+        except msgspec.ValidationError as exc:
+            raise TerminalJobError(f"invalid generate_image payload: {exc}") from None
+        log.info("Processing image generation job %s (attempt %d/%d)",
+                 job.id, job.attempt, job.max_attempts)  # fmt: skip
+        await job.progress(10, "started")
+        await asyncio.sleep(random.uniform(0.5, 2.0))  # noqa: S311
+        await job.progress(80, "image received")
+        await job.progress(100, "saved")
+        return {"character_id": request.character_id, "image": ""}
+
+    @broker.task(task_name=CLEAN_TASK, schedule=[{"cron": settings.clean_cron}])
+    async def clean() -> dict[str, int]:
+        report = await broker.ledger.clean()
+        log.info("cleaned %d completed, %d failed, %d cancelled jobs",
+                 report.completed, report.failed, report.cancelled)  # fmt: skip
+        return msgspec.to_builtins(report)  # type: ignore[no-any-return]
+
+    @broker.task(task_name=NOOP_TASK)
+    async def noop() -> None:
+        return None
