@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import redis
+
 from imagequeue_common.errors import ImageQueueError
 
 
@@ -98,13 +100,28 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                err = self._process.stderr.read().decode() if self._process.stderr else ""
-                raise EmbeddedRedisError(f"redis-server exited at start: {err.strip()}")
-            if answers("127.0.0.1", self.port):
+                _, err = self._process.communicate()
+                self._process = None
+                log = (self.data_dir / "redis.log").read_text(errors="replace")[-500:]
+                raise EmbeddedRedisError(
+                    f"redis-server exited at start: {(err or b'').decode()}{log}"
+                )
+            if answers("127.0.0.1", self.port) and self._serves_port():
                 return self.url
             time.sleep(0.02)
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on port {self.port} in {timeout_s}s")
+
+    def _serves_port(self) -> bool:
+        """True when the server on our port is our child (not one that held the port already)."""
+        client = redis.Redis(port=self.port, socket_timeout=2)
+        try:
+            pid = int(client.info("server")["process_id"])
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        return self._process is not None and pid == self._process.pid
 
     def stop(self) -> None:
         """Stop the server (idempotent)."""

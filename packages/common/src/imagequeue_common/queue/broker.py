@@ -8,6 +8,7 @@ workers to the queue; a run's end is recorded by the ``finish`` script under its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -74,6 +75,7 @@ class EngineBroker(AsyncBroker):
         self._ledger: JobLedger | None = None
         self._finisher: Finisher | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._leases: dict[str, Lease] = {}
         self._ready: deque[AckableMessage] = deque()
         self._claiming: asyncio.Task[ClaimResult] | None = None
@@ -107,8 +109,8 @@ class EngineBroker(AsyncBroker):
     async def shutdown(self) -> None:
         """Stop taking work, record finished runs, give back unstarted jobs, close clients."""
         await super().shutdown()
+        self._stopping.set()
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
         if self._claiming is not None:
@@ -194,7 +196,11 @@ class EngineBroker(AsyncBroker):
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_ms / 3000
         while True:
-            await asyncio.sleep(interval)
+            # Woken early by shutdown; never cancelled in the middle of a Redis call.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self._beat()
             except (RedisError, OSError) as exc:

@@ -25,6 +25,7 @@ class Finisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         """Start the flusher task."""
@@ -42,20 +43,27 @@ class Finisher:
         await self._idle.wait()
 
     async def close(self) -> None:
-        """Flush what is pending, then stop (idempotent)."""
+        """Flush what is pending, then stop (idempotent).
+
+        The flusher is asked to stop rather than cancelled: cancelling a Redis call midway
+        can leave its connection stuck, and the batch in flight must land anyway.
+        """
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            self._closing = True
+            self._wake.set()
+            await task
         await self._flush()
 
     async def _run(self) -> None:
-        while True:
+        while not (self._closing and not self._pending):
             await self._wake.wait()
             self._wake.clear()
             try:
                 await self._flush()
             except Exception:
+                if self._closing:
+                    raise
                 log.exception("writing finished jobs failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 self._wake.set()

@@ -1,0 +1,339 @@
+"""The job ledger's scripts on a real Redis: every transition, count and refusal."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from imagequeue_common.contracts import JobState, Priority
+from imagequeue_common.errors import (
+    DuplicateJobError,
+    InvalidJobError,
+    JobNotFoundError,
+    JobStateError,
+)
+from imagequeue_common.queue.ledger import FinishOp, JobLedger
+from imagequeue_common.settings import Settings, replace
+from tests.support.procs import stream_events, wait_until
+
+
+@pytest.fixture
+def ledger(redis: Redis, settings: Settings) -> JobLedger:
+    return JobLedger(redis, settings)
+
+
+async def add(
+    ledger: JobLedger, job_id: str, priority: Priority = Priority.NORMAL, **kw: object
+) -> None:
+    await ledger.enqueue(job_id, "test.task", '{"x":1}', priority=priority, **kw)  # type: ignore[arg-type]
+
+
+async def test_enqueue_then_claim_leases_the_job(ledger: JobLedger) -> None:
+    await add(ledger, "a", user_id="u1")
+    result = await ledger.claim("w1", 5)
+    assert result.status == "ok"
+    [job] = result.jobs
+    assert (job.job_id, job.payload, job.attempts, job.max_attempts) == ("a", '{"x":1}', 1, 4)
+    stored = await ledger.get_job("a")
+    assert stored.state is JobState.ACTIVE
+    assert stored.user == "u1"
+    assert stored.worker == "w1"
+
+
+async def test_high_priority_behind_ten_thousand_low_is_claimed_next(
+    ledger: JobLedger, redis: Redis
+) -> None:
+    k = ledger.keys
+    await asyncio.gather(*(add(ledger, f"low-{i}", Priority.LOW) for i in range(10_000)))
+    await add(ledger, "normal-1", Priority.NORMAL)
+    await add(ledger, "high-1", Priority.HIGH)
+    assert await redis.zcard(k.waiting) == 10_002
+    first = await ledger.claim("w", 1)
+    second = await ledger.claim("w", 1)
+    third = await ledger.claim("w", 1)
+    assert [first.jobs[0].job_id, second.jobs[0].job_id] == ["high-1", "normal-1"]
+    assert third.jobs[0].job_id.startswith("low-")
+
+
+async def test_fifo_inside_one_priority(ledger: JobLedger) -> None:
+    for i in range(20):
+        await add(ledger, f"j{i:02}", Priority.NORMAL)
+    claimed = (await ledger.claim("w", 20)).jobs
+    assert [j.job_id for j in claimed] == [f"j{i:02}" for i in range(20)]
+
+
+async def test_claim_takes_no_more_than_wanted(ledger: JobLedger) -> None:
+    for i in range(10):
+        await add(ledger, f"j{i}")
+    assert len((await ledger.claim("w", 3)).jobs) == 3
+    stats = await ledger.stats()
+    assert (stats.waiting, stats.active) == (7, 3)
+
+
+async def test_empty_queue_answers_empty_and_the_next_due_time(ledger: JobLedger) -> None:
+    assert (await ledger.claim("w", 1)).status == "empty"
+    assert (await ledger.claim("w", 1)).wait_ms == -1
+    await add(ledger, "later", delay_ms=5000)
+    result = await ledger.claim("w", 1)
+    assert result.status == "empty"
+    assert 4000 < result.wait_ms <= 5000
+
+
+async def test_delayed_job_is_promoted_when_due(ledger: JobLedger) -> None:
+    await add(ledger, "d", delay_ms=150)
+    assert (await ledger.get_job("d")).state is JobState.DELAYED
+    result = await ledger.claim("w", 1)
+    assert result.status == "empty"
+    await asyncio.sleep(result.wait_ms / 1000)  # the engine's own answer, not a guess
+    claimed = await ledger.claim("w", 1)
+    assert [j.job_id for j in claimed.jobs] == ["d"]
+
+
+async def test_duplicate_id_changes_nothing(ledger: JobLedger) -> None:
+    await add(ledger, "dup")
+    before = await ledger.get_job("dup")
+    with pytest.raises(DuplicateJobError):
+        await ledger.enqueue("dup", "other.task", "{}", priority=Priority.HIGH)
+    assert await ledger.get_job("dup") == before
+    assert (await ledger.stats()).waiting == 1
+
+
+async def test_negative_delay_is_refused_and_writes_nothing(
+    ledger: JobLedger, redis: Redis
+) -> None:
+    with pytest.raises(InvalidJobError, match="negative"):
+        await add(ledger, "neg", delay_ms=-1)
+    assert await redis.exists(ledger.keys.job("neg")) == 0
+    assert (await ledger.stats()).total == 0
+
+
+async def test_finish_completed_stores_result_and_counts(ledger: JobLedger) -> None:
+    await add(ledger, "a")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    assert await ledger.finish([FinishOp("a", job.token, "completed", '{"ok":true}')]) == [True]
+    stored = await ledger.get_job("a")
+    assert (stored.state, stored.result, stored.progress) == (
+        JobState.COMPLETED,
+        '{"ok":true}',
+        100,
+    )
+    stats = await ledger.stats()
+    assert (stats.completed, stats.active, stats.total) == (1, 0, 1)
+
+
+async def test_finish_with_a_stale_token_changes_nothing(ledger: JobLedger) -> None:
+    await add(ledger, "a")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    stale = str(int(job.token) + 1)
+    assert await ledger.finish([FinishOp("a", stale, "completed", "1")]) == [False]
+    assert (await ledger.get_job("a")).state is JobState.ACTIVE
+
+
+async def test_retry_goes_to_delayed_with_due_time_and_error(ledger: JobLedger) -> None:
+    await add(ledger, "r")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    await ledger.finish([FinishOp("r", job.token, "retry", "5000", "TimeoutError: slow")])
+    stored = await ledger.get_job("r")
+    assert stored.state is JobState.DELAYED
+    assert stored.error == "TimeoutError: slow"
+    assert stored.due_at is not None
+    assert stored.started_at is not None
+    assert 4990 <= stored.due_at - stored.started_at <= 5100
+
+
+async def test_failed_is_the_dead_letter_queue_and_keeps_everything(ledger: JobLedger) -> None:
+    await add(ledger, "f", user_id="u9")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    await ledger.finish([FinishOp("f", job.token, "failed", "", "HTTP 400: bad prompt")])
+    stored = await ledger.get_job("f")
+    assert (stored.state, stored.error, stored.attempts) == (
+        JobState.FAILED,
+        "HTTP 400: bad prompt",
+        1,
+    )
+    assert stored.payload == '{"x":1}'
+    assert (await ledger.stats()).failed == 1
+
+
+async def test_retry_failed_by_id_resets_attempts(ledger: JobLedger) -> None:
+    await add(ledger, "f")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    await ledger.finish([FinishOp("f", job.token, "failed", "", "x")])
+    await ledger.retry_failed("f")
+    stored = await ledger.get_job("f")
+    assert (stored.state, stored.attempts) == (JobState.WAITING, 0)
+    again = (await ledger.claim("w", 1)).jobs[0]
+    assert (again.job_id, again.attempts) == ("f", 1)
+
+
+async def test_retry_all_failed(ledger: JobLedger) -> None:
+    for i in range(7):
+        await add(ledger, f"f{i}")
+    for job in (await ledger.claim("w", 7)).jobs:
+        await ledger.finish([FinishOp(job.job_id, job.token, "failed", "", "x")])
+    assert await ledger.retry_all_failed() == 7
+    stats = await ledger.stats()
+    assert (stats.failed, stats.waiting) == (0, 7)
+
+
+async def test_retry_refuses_unknown_and_not_failed_jobs(ledger: JobLedger) -> None:
+    with pytest.raises(JobNotFoundError):
+        await ledger.retry_failed("nope")
+    await add(ledger, "w1")
+    with pytest.raises(JobStateError, match="waiting"):
+        await ledger.retry_failed("w1")
+
+
+async def test_cancel_waiting_and_delayed_now_active_at_next_progress(ledger: JobLedger) -> None:
+    await add(ledger, "run")
+    await add(ledger, "wait")
+    await add(ledger, "later", delay_ms=60_000)
+    job = (await ledger.claim("w", 1)).jobs[0]
+    assert await ledger.cancel("wait") == "cancelled"
+    assert await ledger.cancel("later") == "cancelled"
+    assert await ledger.cancel("run") == "requested"
+    assert await ledger.progress("run", job.token, 50) == 0  # the worker learns it here
+    await ledger.finish([FinishOp("run", job.token, "cancelled")])
+    stats = await ledger.stats()
+    assert (stats.cancelled, stats.waiting, stats.delayed, stats.active) == (3, 0, 0, 0)
+
+
+async def test_cancel_refuses_unknown_and_finished_jobs(ledger: JobLedger) -> None:
+    with pytest.raises(JobNotFoundError):
+        await ledger.cancel("nope")
+    await add(ledger, "a")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    await ledger.finish([FinishOp("a", job.token, "completed", "1")])
+    with pytest.raises(JobStateError, match="completed"):
+        await ledger.cancel("a")
+
+
+async def test_progress_is_stored_and_published(ledger: JobLedger, redis: Redis) -> None:
+    await add(ledger, "p")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    assert await ledger.progress("p", job.token, 10, "started") == 1
+    assert await ledger.progress("p", job.token, 80, "image received") == 1
+    stored = await ledger.get_job("p")
+    assert (stored.progress, stored.progress_msg) == (80, "image received")
+    events = await stream_events(redis, ledger.keys.events)
+    progress = [e for _, e in events if e["event"] == "progress"]
+    assert [(e["progress"], e["msg"]) for e in progress] == [
+        ("10", "started"),
+        ("80", "image received"),
+    ]
+    assert [e["event"] for _, e in events][:2] == ["waiting", "active"]
+
+
+async def test_progress_out_of_range_is_refused(ledger: JobLedger) -> None:
+    await add(ledger, "p")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    with pytest.raises(InvalidJobError):
+        await ledger.progress("p", job.token, 101)
+    assert (await ledger.get_job("p")).progress == 0
+
+
+async def test_events_stream_stays_capped(redis: Redis, settings: Settings) -> None:
+    ledger = JobLedger(redis, replace(settings, events_maxlen=100))
+    for i in range(300):
+        await add(ledger, f"e{i}")
+    # MAXLEN ~ trims whole macro nodes (100 entries by default), so allow one node of slack.
+    assert await redis.xlen(ledger.keys.events) <= 200
+
+
+async def test_expired_lease_returns_the_job_to_its_place(
+    ledger: JobLedger, settings: Settings
+) -> None:
+    ledger = JobLedger(ledger.client, replace(settings, lease_ms=100))
+    await add(ledger, "first")
+    await add(ledger, "second")
+    dead = (await ledger.claim("dead-worker", 1)).jobs[0]
+    assert dead.job_id == "first"
+
+    async def recovered() -> bool:
+        requeued, _ = await ledger.recover_stalled()
+        return requeued == ["first"]
+
+    await wait_until(recovered, 5, "the expired lease to be recovered")
+    stored = await ledger.get_job("first")
+    assert (stored.state, stored.stalls, stored.attempts) == (JobState.WAITING, 1, 0)
+    assert (await ledger.claim("w", 1)).jobs[0].job_id == "first"  # its old place, ahead
+    assert (await ledger.finish([FinishOp("first", dead.token, "completed", "1")])) == [False]
+    assert (await ledger.metrics()).stalled == 1
+
+
+async def test_a_job_stalling_past_the_limit_is_dead_lettered(
+    redis: Redis, settings: Settings
+) -> None:
+    ledger = JobLedger(redis, replace(settings, lease_ms=50, stall_limit=1))
+    await add(ledger, "s")
+    for expected_state in (JobState.WAITING, JobState.FAILED):
+        await ledger.claim("dead", 1)
+
+        async def expired() -> bool:
+            requeued, dead = await ledger.recover_stalled()
+            return bool(requeued or dead)
+
+        await wait_until(expired, 5, "the lease to expire")
+        assert (await ledger.get_job("s")).state is expected_state
+    assert "stalled 2 times" in ((await ledger.get_job("s")).error or "")
+
+
+async def test_extend_renews_only_held_leases(ledger: JobLedger, redis: Redis) -> None:
+    await add(ledger, "a")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    before = await redis.zscore(ledger.keys.active, "a")
+    lost, cancel = await ledger.extend("w", "{}", [("a", job.token), ("gone", "1")])
+    assert (lost, cancel) == (["gone"], [])
+    after = await redis.zscore(ledger.keys.active, "a")
+    assert after is not None
+    assert before is not None
+    assert after >= before
+    assert await redis.zscore(ledger.keys.workers, "w") is not None
+
+
+async def test_release_gives_jobs_back_without_using_an_attempt(ledger: JobLedger) -> None:
+    await add(ledger, "a")
+    job = (await ledger.claim("w", 1)).jobs[0]
+    assert await ledger.release([("a", job.token)]) == 1
+    stored = await ledger.get_job("a")
+    assert (stored.state, stored.attempts, stored.stalls) == (JobState.WAITING, 0, 0)
+
+
+async def test_hold_stops_all_claims_until_it_ends(ledger: JobLedger) -> None:
+    await add(ledger, "a")
+    await ledger.hold(300)
+    result = await ledger.claim("w", 1)
+    assert result.status == "limited"
+    assert 0 < result.wait_ms <= 300
+    await asyncio.sleep(result.wait_ms / 1000)
+    assert (await ledger.claim("w", 1)).status == "ok"
+
+
+async def test_pause_and_resume(ledger: JobLedger) -> None:
+    await add(ledger, "a")
+    await ledger.pause()
+    assert (await ledger.claim("w", 1)).status == "paused"
+    assert (await ledger.stats()).paused
+    await ledger.resume()
+    assert (await ledger.claim("w", 1)).status == "ok"
+
+
+async def test_stats_total_is_the_sum_of_the_seed_states(ledger: JobLedger) -> None:
+    for i in range(6):
+        await add(ledger, f"j{i}")
+    await add(ledger, "d", delay_ms=60_000)
+    jobs = (await ledger.claim("w", 3)).jobs
+    await ledger.finish([FinishOp(jobs[0].job_id, jobs[0].token, "completed", "1")])
+    await ledger.finish([FinishOp(jobs[1].job_id, jobs[1].token, "failed", "", "x")])
+    await ledger.cancel("j5")
+    stats = await ledger.stats()
+    assert (stats.waiting, stats.active, stats.completed, stats.failed, stats.delayed) == (
+        2,
+        1,
+        1,
+        1,
+        1,
+    )
+    assert (stats.total, stats.cancelled) == (6, 1)

@@ -1,0 +1,64 @@
+"""Settings come from the environment once; a bad value names its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagequeue_common.errors import SettingsError
+from imagequeue_common.settings import DEFAULT_REDIS_URL, Settings, load_settings
+
+
+def test_defaults_follow_the_seed() -> None:
+    s = load_settings({})
+    assert (s.rate_limit_max, s.rate_limit_duration_ms, s.worker_concurrency) == (10, 1000, 5)
+    assert (s.job_retries, s.backoff_type, s.backoff_delay_ms) == (3, "exponential", 5000)
+    assert (s.keep_completed_ms, s.keep_failed_ms) == (24 * 3600_000, 7 * 24 * 3600_000)
+    assert s.clean_cron == "0 */6 * * *"
+    assert s.redis_url is None
+    assert s.redis_url_or_default == DEFAULT_REDIS_URL
+
+
+def test_seed_redis_host_and_port() -> None:
+    s = load_settings({"REDIS_HOST": "redis", "REDIS_PORT": "6380"})
+    assert s.redis_url == "redis://redis:6380/0"
+
+
+def test_redis_url_wins_over_host() -> None:
+    s = load_settings({"REDIS_URL": "redis://a:1/2", "REDIS_HOST": "b"})
+    assert s.redis_url == "redis://a:1/2"
+
+
+def test_values_are_parsed() -> None:
+    s = load_settings({
+        "RATE_LIMIT_MAX": "20", "RATE_LIMIT_DURATION_MS": "500", "WORKER_CONCURRENCY": "10",
+        "JOB_RETRIES": "5", "BACKOFF_TYPE": "FIXED", "BACKOFF_DELAY_MS": "10_000",
+        "QUEUE_NAME": "gpu-a",
+    })  # fmt: skip
+    assert (s.rate_limit_max, s.rate_limit_duration_ms, s.worker_concurrency) == (20, 500, 10)
+    assert (s.job_retries, s.backoff_type, s.backoff_delay_ms) == (5, "fixed", 10_000)
+    assert s.queue_name == "gpu-a"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RATE_LIMIT_MAX": "ten"}, "RATE_LIMIT_MAX must be a whole number"),
+        ({"RATE_LIMIT_MAX": "-1"}, "RATE_LIMIT_MAX must be 0"),
+        ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be from 1"),
+        ({"BACKOFF_TYPE": "linear"}, "BACKOFF_TYPE must be 'exponential' or 'fixed'"),
+        ({"LEASE_MS": "5"}, "LEASE_MS must be at least 30"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL must start with"),
+        ({"REDIS_HOST": "h", "REDIS_PORT": "70000"}, "REDIS_PORT must be from 1"),
+        ({"QUEUE_NAME": "a b"}, "QUEUE_NAME must be"),
+        ({"QUEUE_NAME": "x{y}"}, "QUEUE_NAME must be"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.rate_limit_max = 1  # type: ignore[misc]

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Redis (private unless TEST_REDIS_URL is set) and isolated queues."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from imagequeue_common.embedded_redis import EmbeddedRedis
+from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.redis_conn import command_client
+from imagequeue_common.settings import Settings
+from imagequeue_worker.app import build_broker
+from tests.support.tasks import register_test_tasks
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """TEST_REDIS_URL when set; else a private redis-server for this session."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def queue_name() -> str:
+    """A queue of this test's own: isolation without FLUSHALL."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(redis_url: str, queue_name: str) -> Settings:
+    """Fast settings: no rate limit, short leases and backoff."""
+    return Settings(
+        redis_url=redis_url,
+        queue_name=queue_name,
+        rate_limit_max=0,
+        backoff_delay_ms=100,
+        lease_ms=2000,
+        worker_concurrency=5,
+    )
+
+
+@pytest.fixture
+async def redis(redis_url: str, queue_name: str) -> AsyncIterator[Redis]:
+    """A client for assertions; deletes this test's keys afterwards."""
+    client = command_client(redis_url)
+    yield client
+    keys = [k async for k in client.scan_iter(match=f"*{{{queue_name}}}*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def broker(settings: Settings, redis: Redis) -> AsyncIterator[EngineBroker]:
+    """A started client-side broker (the api's view) with the test tasks registered."""
+    b = build_broker(settings)
+    register_test_tasks(b)
+    await b.startup()
+    yield b
+    await b.shutdown()
