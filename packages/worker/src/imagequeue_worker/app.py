@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from taskiq import TaskiqScheduler
@@ -21,6 +22,8 @@ def build_broker(settings: Settings) -> EngineBroker:
 
 def create_broker() -> EngineBroker:
     """Entry point for ``taskiq worker``: settings come from the environment, once."""
+    # taskiq logs every task start at INFO; the engine logs each job's life itself.
+    logging.getLogger("taskiq.receiver.receiver").setLevel(logging.WARNING)
     return build_broker(load_settings(os.environ))
 
 

@@ -27,7 +27,7 @@ from taskiq.message import BrokerMessage
 
 from imagequeue_common.contracts import Priority
 from imagequeue_common.errors import InvalidJobError, QueueUnavailableError
-from imagequeue_common.queue.finisher import Finisher
+from imagequeue_common.queue.finisher import Finisher, report
 from imagequeue_common.queue.formatter import MsgspecFormatter
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
@@ -161,7 +161,14 @@ class EngineBroker(AsyncBroker):
                 await self._wait(result)
 
     async def _claim(self, want: int) -> ClaimResult:
-        result = await self.ledger.claim(self.worker_id, want)
+        finished = self._finisher.take() if self._finisher else []
+        try:
+            result = await self.ledger.claim(self.worker_id, want, finished)
+        except BaseException:
+            if self._finisher:
+                self._finisher.put_back(finished)
+            raise
+        report(finished, result.applied)
         for job in result.jobs:
             lease = Lease(job.job_id, job.token, job.attempts, job.max_attempts)
             self._leases[job.job_id] = lease

@@ -1,31 +1,35 @@
-"""Batches the ends of runs into one ``finish`` script call.
+"""Records the ends of runs, batched, mostly for free on the next claim.
 
-A run's end is handed over without waiting for Redis, so its slot frees at once; one
-flusher sends whatever has piled up while the previous call was in flight. When the
-worker dies before a flush, the job's lease expires and it runs again (at least once).
+A run's end is handed over without waiting for Redis, so its slot frees at once. The
+freed slot's claim carries the ends pending by then in the same script call; what no
+claim takes within ``FLUSH_DELAY_S`` (a worker that is rate-limited, paused or busy) is
+written by the flusher. When the worker dies before either, the job's lease expires and it
+runs again: at least once, never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 
 log = logging.getLogger("imagequeue.engine")
 
+FLUSH_DELAY_S = 0.005
+
 
 class Finisher:
-    """Owns the flusher task; :meth:`close` flushes what is left."""
+    """Pending ends of runs; owns the fallback flusher task."""
 
     def __init__(self, ledger: JobLedger) -> None:
         self._ledger = ledger
         self._pending: list[FinishOp] = []
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._armed: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Start the flusher task."""
@@ -33,22 +37,36 @@ class Finisher:
         self._task.add_done_callback(_log_death)
 
     def submit(self, op: FinishOp) -> None:
-        """Queue one run's end; it is written within one Redis round trip."""
+        """Queue one run's end; the flusher looks at it after ``FLUSH_DELAY_S``."""
         self._pending.append(op)
-        self._idle.clear()
+        if self._armed is None:
+            self._armed = asyncio.get_running_loop().call_later(FLUSH_DELAY_S, self._fire)
+
+    def _fire(self) -> None:
+        self._armed = None
+        if self._pending:
+            self._wake.set()
+
+    def take(self) -> list[FinishOp]:
+        """Hand the pending ends to a caller that writes them (a claim)."""
+        batch, self._pending = self._pending, []
+        return batch
+
+    def put_back(self, batch: Sequence[FinishOp]) -> None:
+        """Return ends whose write failed; they go out with the next call."""
+        self._pending[:0] = batch
         self._wake.set()
 
-    async def drain(self) -> None:
-        """Wait until every submitted end is written."""
-        await self._idle.wait()
-
     async def close(self) -> None:
-        """Flush what is pending, then stop (idempotent).
+        """Write what is pending, then stop (idempotent).
 
         The flusher is asked to stop rather than cancelled: cancelling a Redis call midway
         can leave its connection stuck, and the batch in flight must land anyway.
         """
         task, self._task = self._task, None
+        if self._armed is not None:
+            self._armed.cancel()
+            self._armed = None
         if task is not None:
             self._closing = True
             self._wake.set()
@@ -56,7 +74,7 @@ class Finisher:
         await self._flush()
 
     async def _run(self) -> None:
-        while not (self._closing and not self._pending):
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
             try:
@@ -66,24 +84,27 @@ class Finisher:
                     raise
                 log.exception("writing finished jobs failed; retrying in 1 s")
                 await asyncio.sleep(1)
-                self._wake.set()
 
     async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            try:
-                applied = await self._ledger.finish(batch)
-            except BaseException:
-                self._pending[:0] = batch  # keep them for the next try
-                raise
-            for op, ok in zip(batch, applied, strict=True):
-                if not ok:
-                    log.warning(
-                        "job %s finished here after its lease was lost; its end was not recorded",
-                        op.job_id,
-                    )
-        if not self._pending:
-            self._idle.set()
+        batch = self.take()
+        if not batch:
+            return
+        try:
+            applied = await self._ledger.finish(batch)
+        except BaseException:
+            self.put_back(batch)
+            raise
+        report(batch, applied)
+
+
+def report(batch: Sequence[FinishOp], applied: Sequence[bool]) -> None:
+    """Log the ends that were not recorded because the lease had been lost."""
+    for op, ok in zip(batch, applied, strict=True):
+        if not ok:
+            log.warning(
+                "job %s finished here after its lease was lost; its end was not recorded",
+                op.job_id,
+            )
 
 
 def _log_death(task: asyncio.Task[None]) -> None:

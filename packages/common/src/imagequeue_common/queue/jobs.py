@@ -31,20 +31,20 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     cancel_requested: bool = False
 
     @classmethod
-    def from_hash(cls, fields: dict[str, str]) -> Job:
-        """Build from an ``HGETALL`` reply (decoded to ``str``)."""
+    def from_hash(cls, job_id: str, fields: dict[str, str], payload: str) -> Job:
+        """Build from the job hash (an ``HGETALL`` reply) and the payload stored beside it."""
 
         def opt_int(key: str) -> int | None:
             value = fields.get(key)
             return int(value) if value not in (None, "") else None
 
         return cls(
-            id=fields["id"],
+            id=job_id,
             name=fields["name"],
             state=JobState(fields["state"]),
             priority=Priority(fields["priority"]),
             user=fields.get("user", ""),
-            payload=fields["payload"],
+            payload=payload,
             attempts=int(fields.get("attempts", 0)),
             max_attempts=int(fields.get("max_attempts", 1)),
             created_at=int(fields["created_at"]),
@@ -77,3 +77,5 @@ class ClaimResult(msgspec.Struct, frozen=True):
     status: str
     wait_ms: int
     jobs: list[Claimed]
+    applied: list[bool] = []
+    """For each finished run handed to the claim: was its end recorded (lease still held)?"""

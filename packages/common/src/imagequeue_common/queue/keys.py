@@ -50,6 +50,10 @@ class QueueKeys(NamedTuple):
         """The hash holding one job."""
         return f"{self.prefix}job:{job_id}"
 
+    def data(self, job_id: str) -> str:
+        """The string holding one job's payload."""
+        return f"{self.prefix}job:{job_id}:data"
+
     def worker(self, worker_id: str) -> str:
         """The hash describing one live worker."""
         return f"{self.prefix}worker:{worker_id}"

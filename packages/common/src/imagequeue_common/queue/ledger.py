@@ -6,6 +6,7 @@ cancel and retry; the worker (through the broker) to claim, renew, finish and re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -35,6 +36,13 @@ class FinishOp(msgspec.Struct, frozen=True):
     kind: FinishKind
     value: str = ""
     error: str = ""
+
+
+def _op_args(ops: Sequence[FinishOp]) -> list[str | int]:
+    args: list[str | int] = [len(ops)]
+    for op in ops:
+        args += [op.job_id, op.token, op.kind, op.value, op.error]
+    return args
 
 
 class CleanReport(msgspec.Struct, frozen=True):
@@ -89,48 +97,52 @@ class JobLedger:
         state = await self._scripts.call(
             "enqueue",
             [k.waiting, k.delayed, k.events, k.marker, k.meta],
-            [k.prefix, job_id, task_name, payload, priority.value, priority.rank, user_id,
+            [k.prefix, job_id, task_name, payload, priority.value, "", user_id,
              delay_ms, attempts, self._maxlen],
         )  # fmt: skip
         if state == 0:
             raise DuplicateJobError(job_id)
         return JobState(state)
 
-    async def claim(self, worker_id: str, want: int) -> ClaimResult:
-        """Lease up to ``want`` of the best waiting jobs, within the global rate limit."""
+    async def claim(
+        self, worker_id: str, want: int, finished: Sequence[FinishOp] = ()
+    ) -> ClaimResult:
+        """Lease up to ``want`` of the best waiting jobs, within the global rate limit.
+
+        ``finished`` runs are ended first, in the same atomic call (see :meth:`finish`).
+        """
         k, s = self.keys, self.settings
         reply = await self._scripts.call(
             "claim",
-            [k.waiting, k.delayed, k.active, k.limiter, k.events, k.meta, k.marker, k.metrics],
+            [k.waiting, k.delayed, k.active, k.limiter, k.events, k.meta, k.marker, k.metrics,
+             k.completed, k.failed, k.cancelled],
             [k.prefix, s.lease_ms, s.rate_limit_max, s.rate_limit_duration_ms, worker_id, want,
-             self._maxlen],
+             self._maxlen, *_op_args(finished)],
         )  # fmt: skip
         jobs = [
             Claimed(reply[i], reply[i + 1], str(reply[i + 2]), int(reply[i + 3]), int(reply[i + 4]))
-            for i in range(2, len(reply), 5)
+            for i in range(3, len(reply), 5)
         ]
-        return ClaimResult(status=reply[0], wait_ms=int(reply[1]), jobs=jobs)
+        applied = [flag == "1" for flag in reply[2]]
+        return ClaimResult(status=reply[0], wait_ms=int(reply[1]), jobs=jobs, applied=applied)
 
     async def wait_for_work(self, blocking: Redis, timeout_ms: int) -> bool:
         """Block until a wake-up token arrives or ``timeout_ms`` passes; True if woken."""
         timeout_s = max(timeout_ms, 1) / 1000
         return await blocking.blpop([self.keys.marker], timeout=timeout_s) is not None
 
-    async def finish(self, ops: list[FinishOp]) -> list[bool]:
+    async def finish(self, ops: Sequence[FinishOp]) -> list[bool]:
         """End a batch of runs atomically; False where the lease had been lost."""
         if not ops:
             return []
         k = self.keys
-        args: list[str | int] = [k.prefix, self._maxlen, len(ops)]
-        for op in ops:
-            args += [op.job_id, op.token, op.kind, op.value, op.error]
-        reply = await self._scripts.call(
+        flags: str = await self._scripts.call(
             "finish",
             [k.active, k.completed, k.failed, k.delayed, k.cancelled, k.events, k.metrics,
              k.marker],
-            args,
+            [k.prefix, self._maxlen, *_op_args(ops)],
         )  # fmt: skip
-        return [bool(x) for x in reply]
+        return [flag == "1" for flag in flags]
 
     async def extend(
         self, worker_id: str, info: str, leases: list[tuple[str, str]]
@@ -251,10 +263,13 @@ class JobLedger:
 
     async def get_job(self, job_id: str) -> Job:
         """One job; raises :class:`JobNotFoundError`."""
-        fields: dict[str, str] = await self.client.hgetall(self.keys.job(job_id))  # type: ignore[assignment]
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.get(self.keys.data(job_id))
+            fields, payload = await pipe.execute()
         if not fields:
             raise JobNotFoundError(job_id)
-        return Job.from_hash(fields)
+        return Job.from_hash(job_id, fields, payload or "")
 
     async def metrics(self) -> LedgerMetrics:
         """The queue's lifetime counters."""

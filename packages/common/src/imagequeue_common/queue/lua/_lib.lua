@@ -11,10 +11,21 @@ local function now_ms()
   return math.floor(now_us() / 1000)
 end
 
--- Waiting order: priority rank first, then arrival sequence (FIFO inside a priority).
--- 1e13 sequence numbers per rank keep every score an exact integer in a double.
-local function waiting_score(rank, seq)
-  return tonumber(rank) * 1e13 + tonumber(seq)
+-- Waiting order: priority first, then arrival sequence (FIFO inside a priority).
+-- 1e13 sequence numbers per priority keep every score an exact integer in a double.
+local RANKS = {high = 0, normal = 1, low = 2}
+local function waiting_score(priority, seq)
+  return RANKS[priority] * 1e13 + tonumber(seq)
+end
+
+-- A job is a small hash (kept in Redis' compact listpack encoding) plus its payload in a
+-- string beside it: a payload over 64 bytes inside the hash would turn the whole hash into
+-- a hashtable, about three times larger.
+local function job_key(prefix, id)
+  return prefix .. 'job:' .. id
+end
+local function data_key(prefix, id)
+  return prefix .. 'job:' .. id .. ':data'
 end
 
 -- Append one event to the queue's capped stream.
@@ -27,4 +38,69 @@ end
 local function wake(marker)
   redis.call('LPUSH', marker, '1')
   redis.call('LTRIM', marker, 0, 63)
+end
+
+-- End one leased run (see finish.lua for the op format). K holds the key names: active,
+-- completed, failed, delayed, cancelled, events, metrics, marker. Returns 1 if applied, 0 if
+-- the caller's lease was lost (the job was recovered elsewhere): then nothing changes.
+local function finish_one(K, prefix, maxlen, now, counts, id, token, kind, value, err)
+  local jk = prefix .. 'job:' .. id
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at')
+  if cur[1] ~= 'active' or cur[2] ~= token then
+    return 0
+  end
+  redis.call('ZREM', K.active, id)
+  if kind == 'retry' and cur[3] == '1' then
+    kind = 'cancelled'
+  end
+  local ran = now - tonumber(cur[4] or now)
+  if kind == 'completed' then
+    redis.call('ZADD', K.completed, now, id)
+    -- A last error from an earlier attempt stays: it tells why the job needed retries.
+    redis.call('HSET', jk, 'state', 'completed', 'finished_at', now, 'result', value, 'progress', 100)
+    counts.run_ms_completed = counts.run_ms_completed + ran
+    emit(K.events, maxlen, id, 'completed', 'ms', ran)
+  elseif kind == 'retry' then
+    local due_at = now + tonumber(value)
+    redis.call('ZADD', K.delayed, due_at, id)
+    redis.call('HSET', jk, 'state', 'delayed', 'due_at', due_at, 'error', err)
+    wake(K.marker)
+    emit(K.events, maxlen, id, 'delayed', 'due_at', due_at, 'error', err)
+  elseif kind == 'failed' then
+    redis.call('ZADD', K.failed, now, id)
+    redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
+    emit(K.events, maxlen, id, 'failed', 'error', err)
+  else
+    redis.call('ZADD', K.cancelled, now, id)
+    redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', now)
+    emit(K.events, maxlen, id, 'cancelled')
+  end
+  counts[kind] = counts[kind] + 1
+  return 1
+end
+
+-- Apply n finish ops from ARGV starting at index first (5 values each); returns a string of
+-- '1' (applied) and '0' (lease lost), one character per op.
+local function finish_ops(K, prefix, maxlen, n, first)
+  if n == 0 then
+    return ''
+  end
+  local now = now_ms()
+  local applied = {}
+  local counts = {completed = 0, retry = 0, failed = 0, cancelled = 0, run_ms_completed = 0}
+  local i = first
+  for k = 1, n do
+    applied[k] = finish_one(K, prefix, maxlen, now, counts,
+      ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    i = i + 5
+  end
+  -- Counters once per batch, not once per job.
+  local names = {completed = 'completed', retry = 'retried', failed = 'failed',
+    cancelled = 'cancelled', run_ms_completed = 'run_ms_completed'}
+  for field, count in pairs(counts) do
+    if count > 0 then
+      redis.call('HINCRBY', K.metrics, names[field], count)
+    end
+  end
+  return table.concat(applied)
 end

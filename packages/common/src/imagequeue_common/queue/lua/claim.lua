@@ -1,20 +1,27 @@
--- claim: promote due delayed jobs, check pause and the sliding-window rate limit, then lease
--- up to ARGV[6] of the best waiting jobs to worker ARGV[5].
+-- claim: first end the caller's finished runs (as finish.lua does: one round trip per freed
+-- slot instead of two), then promote due delayed jobs, check pause and the sliding-window
+-- rate limit, and lease up to ARGV[6] of the best waiting jobs to worker ARGV[5].
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] active  KEYS[4] limiter (zset of start times, us)
--- KEYS[5] events  KEYS[6] meta  KEYS[7] marker  KEYS[8] metrics
+-- KEYS[5] events  KEYS[6] meta  KEYS[7] marker  KEYS[8] metrics  KEYS[9] completed
+-- KEYS[10] failed  KEYS[11] cancelled
 -- ARGV[1] key prefix  ARGV[2] lease ms  ARGV[3] rate max (0 = none)  ARGV[4] rate window ms
--- ARGV[5] worker id  ARGV[6] jobs wanted  ARGV[7] events maxlen
--- Returns {'ok', 0, id, payload, token, attempts, max_attempts, ...}
---      or {'empty', ms until the next delayed job is due, or -1}
---      or {'limited', ms to wait}  or {'paused', 0}
+-- ARGV[5] worker id  ARGV[6] jobs wanted  ARGV[7] events maxlen  ARGV[8] finish ops, then
+-- 5 values per op as in finish.lua
+-- Returns {status, wait ms, finish flags ('1' applied / '0' lease lost, one per op), then
+-- id, payload, token, attempts, max_attempts for each leased job}; status is 'ok',
+-- 'empty' (wait = ms until the next delayed job is due, or -1), 'limited' (wait = ms to wait)
+-- or 'paused'.
+local K = {active = KEYS[3], completed = KEYS[9], failed = KEYS[10], delayed = KEYS[2],
+  cancelled = KEYS[11], events = KEYS[5], metrics = KEYS[8], marker = KEYS[7]}
+local flags = finish_ops(K, ARGV[1], ARGV[7], tonumber(ARGV[8]), 9)
 local nowus = now_us()
 local now = math.floor(nowus / 1000)
 local meta = redis.call('HMGET', KEYS[6], 'paused', 'hold_until')
 if meta[1] == '1' then
-  return {'paused', 0}
+  return {'paused', 0, flags}
 end
 if meta[2] and tonumber(meta[2]) > now then
-  return {'limited', tonumber(meta[2]) - now}
+  return {'limited', tonumber(meta[2]) - now, flags}
 end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
@@ -22,7 +29,7 @@ for _, id in ipairs(due) do
   local jk = ARGV[1] .. 'job:' .. id
   local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
   redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], waiting_score(redis.call('HGET', jk, 'rank'), seq), id)
+  redis.call('ZADD', KEYS[1], waiting_score(redis.call('HGET', jk, 'priority'), seq), id)
   redis.call('HSET', jk, 'state', 'waiting', 'seq', seq)
   redis.call('HDEL', jk, 'due_at')
   emit(KEYS[5], ARGV[7], id, 'waiting')
@@ -34,9 +41,9 @@ if nwaiting == 0 then
   redis.call('DEL', KEYS[7])
   local nxt = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   if #nxt == 0 then
-    return {'empty', -1}
+    return {'empty', -1, flags}
   end
-  return {'empty', math.max(1, tonumber(nxt[2]) - now)}
+  return {'empty', math.max(1, tonumber(nxt[2]) - now), flags}
 end
 
 local want = math.min(tonumber(ARGV[6]), nwaiting)
@@ -49,33 +56,37 @@ if rmax > 0 then
   if used >= rmax then
     local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
     redis.call('HINCRBY', KEYS[8], 'rate_limited', 1)
-    return {'limited', math.max(1, math.ceil((tonumber(oldest[2]) + window_us - nowus) / 1000))}
+    return {'limited', math.max(1, math.ceil((tonumber(oldest[2]) + window_us - nowus) / 1000)), flags}
   end
   want = math.min(want, rmax - used)
 end
 
 local popped = redis.call('ZPOPMIN', KEYS[1], want)
-local out = {'ok', 0}
+local out = {'ok', 0, flags}
 local deadline = now + tonumber(ARGV[2])
+local leases, starts = {}, {}
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = ARGV[1] .. 'job:' .. id
-  if rmax > 0 then
-    redis.call('ZADD', KEYS[4], nowus, nowus .. ':' .. id)
-  end
-  local token = redis.call('HINCRBY', jk, 'token', 1)
-  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-  redis.call('HSET', jk, 'state', 'active', 'started_at', now, 'worker', ARGV[5])
-  redis.call('ZADD', KEYS[3], deadline, id)
-  local fields = redis.call('HMGET', jk, 'payload', 'max_attempts')
+  local f = redis.call('HMGET', jk, 'token', 'attempts', 'max_attempts')
+  local token = tonumber(f[1] or '0') + 1
+  local attempts = tonumber(f[2] or '0') + 1
+  redis.call('HSET', jk, 'state', 'active', 'started_at', now, 'worker', ARGV[5],
+    'token', token, 'attempts', attempts)
   emit(KEYS[5], ARGV[7], id, 'active', 'attempt', attempts)
+  leases[#leases + 1] = deadline
+  leases[#leases + 1] = id
+  starts[#starts + 1] = nowus
+  starts[#starts + 1] = nowus .. ':' .. id
   out[#out + 1] = id
-  out[#out + 1] = fields[1]
+  out[#out + 1] = redis.call('GET', data_key(ARGV[1], id))
   out[#out + 1] = token
   out[#out + 1] = attempts
-  out[#out + 1] = fields[2]
+  out[#out + 1] = f[3]
 end
+redis.call('ZADD', KEYS[3], unpack(leases))
 if rmax > 0 then
+  redis.call('ZADD', KEYS[4], unpack(starts))
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]) * 2)
 end
 redis.call('HINCRBY', KEYS[8], 'claimed', #popped / 2)

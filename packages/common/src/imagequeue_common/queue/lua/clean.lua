@@ -9,7 +9,7 @@ for k = 1, 3 do
   local cutoff = now - tonumber(ARGV[k + 1])
   local ids = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))
   for _, id in ipairs(ids) do
-    redis.call('DEL', ARGV[1] .. 'job:' .. id)
+    redis.call('DEL', job_key(ARGV[1], id), data_key(ARGV[1], id))
   end
   if #ids > 0 then
     redis.call('ZREM', KEYS[k], unpack(ids))

@@ -1,11 +1,12 @@
 -- enqueue: add a new job, waiting (or delayed when ARGV[8] > 0).
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
--- ARGV[1] key prefix  ARGV[2] job id  ARGV[3] task name  ARGV[4] payload  ARGV[5] priority
--- ARGV[6] priority rank  ARGV[7] user id  ARGV[8] delay ms  ARGV[9] max attempts
+-- ARGV[1] key prefix  ARGV[2] job id  ARGV[3] task name  ARGV[4] payload
+-- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] unused  ARGV[7] user id
+-- ARGV[8] delay ms  ARGV[9] max attempts
 -- ARGV[10] events maxlen
 -- Returns the new state ('waiting' | 'delayed'), or 0 when the id exists (nothing changed).
 local id = ARGV[2]
-local jk = ARGV[1] .. 'job:' .. id
+local jk = job_key(ARGV[1], id)
 if redis.call('EXISTS', jk) == 1 then
   return 0
 end
@@ -16,14 +17,14 @@ local state = 'waiting'
 if delay > 0 then
   state = 'delayed'
 end
-redis.call('HSET', jk, 'id', id, 'name', ARGV[3], 'payload', ARGV[4], 'priority', ARGV[5],
-  'rank', ARGV[6], 'user', ARGV[7], 'seq', seq, 'state', state, 'attempts', 0,
-  'max_attempts', ARGV[9], 'created_at', now, 'progress', 0, 'token', 0)
+redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[7], 'seq', seq,
+  'state', state, 'attempts', 0, 'max_attempts', ARGV[9], 'created_at', now)
+redis.call('SET', data_key(ARGV[1], id), ARGV[4])
 if delay > 0 then
   redis.call('HSET', jk, 'due_at', now + delay)
   redis.call('ZADD', KEYS[2], now + delay, id)
 else
-  redis.call('ZADD', KEYS[1], waiting_score(ARGV[6], seq), id)
+  redis.call('ZADD', KEYS[1], waiting_score(ARGV[5], seq), id)
 end
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])

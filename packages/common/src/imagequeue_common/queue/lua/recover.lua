@@ -22,7 +22,7 @@ for _, id in ipairs(expired) do
     emit(KEYS[4], ARGV[3], id, 'failed', 'error', err)
     dead[#dead + 1] = id
   else
-    local f = redis.call('HMGET', jk, 'rank', 'seq')
+    local f = redis.call('HMGET', jk, 'priority', 'seq')
     redis.call('ZADD', KEYS[2], waiting_score(f[1], f[2]), id)
     redis.call('HSET', jk, 'state', 'waiting')
     emit(KEYS[4], ARGV[3], id, 'waiting')

@@ -7,7 +7,7 @@ local released = 0
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local jk = ARGV[1] .. 'job:' .. id
-  local cur = redis.call('HMGET', jk, 'state', 'token', 'rank', 'seq')
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'priority', 'seq')
   if cur[1] == 'active' and cur[2] == ARGV[i + 1] then
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZADD', KEYS[2], waiting_score(cur[3], cur[4]), id)

@@ -19,7 +19,7 @@ for _, id in ipairs(ids) do
   local jk = ARGV[1] .. 'job:' .. id
   local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
   redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], waiting_score(redis.call('HGET', jk, 'rank'), seq), id)
+  redis.call('ZADD', KEYS[2], waiting_score(redis.call('HGET', jk, 'priority'), seq), id)
   redis.call('HSET', jk, 'state', 'waiting', 'seq', seq, 'attempts', 0, 'stalls', 0,
     'progress', 0)
   redis.call('HDEL', jk, 'finished_at', 'cancel', 'result')
