@@ -51,6 +51,8 @@ def test_values_are_parsed() -> None:
         ({"REDIS_HOST": "h", "REDIS_PORT": "70000"}, "REDIS_PORT must be from 1"),
         ({"QUEUE_NAME": "a b"}, "QUEUE_NAME must be"),
         ({"QUEUE_NAME": "x{y}"}, "QUEUE_NAME must be"),
+        ({"CLEAN_CRON": "every 6 hours"}, "CLEAN_CRON must be 5 cron fields"),
+        ({"CLEAN_CRON": "0 */6 * *"}, "CLEAN_CRON must be 5 cron fields"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

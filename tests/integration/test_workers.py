@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -119,6 +120,32 @@ async def test_retries_back_off_exponentially_then_dead_letter(
     assert "boom on attempt 4" in (job.error or "")
     assert "gave up after 4 attempts" in (job.error or "")
     assert FAIL in job.payload
+
+
+async def test_a_run_s_end_is_logged_in_the_seed_s_words(
+    broker: EngineBroker,
+    redis: Redis,
+    settings: Settings,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    settings = replace(settings, backoff_delay_ms=10)
+    start_workers(workers, settings, log_dir=tmp_path)
+    await wait_workers_ready(redis, settings, 1)
+    failing = await kick(broker, FAIL)
+    fine = await kick(broker, RECORD, value=7)
+    await wait_stats(broker, 20, failed=1, completed=1)
+    workers[0].stop()
+    [log_file] = tmp_path.glob("worker-*.log")
+    text = log_file.read_text()
+    assert f"✗ Job {failing} failed after 1 attempts: RetryableJobError: boom on attempt 1" in text
+    assert "- retry 1/3 in 0.0s" in text
+    assert "- retry 3/3 in 0.0s" in text
+    assert f"✗ Job {failing} failed after 4 attempts" in text
+    assert "moved to the dead-letter queue" in text
+    assert f"✓ Job {fine} completed in" in text
+    assert "Exception found while executing function" not in text  # no traceback per retry
+    assert "Executing task" not in text
 
 
 async def test_fixed_backoff(

@@ -95,10 +95,18 @@ def worker_env(settings: Settings, **overrides: object) -> dict[str, str]:
 
 
 def start_workers(
-    started: list[WorkerProcess], settings: Settings, count: int = 1, **overrides: object
+    started: list[WorkerProcess],
+    settings: Settings,
+    count: int = 1,
+    log_dir: Path | None = None,
+    **overrides: object,
 ) -> list[WorkerProcess]:
-    """Start ``count`` worker processes (each its own process group) for ``settings``."""
-    log_dir = Path(os.environ.get("IQ_TEST_LOGS", "")) if os.environ.get("IQ_TEST_LOGS") else None
+    """Start ``count`` worker processes (each its own process group) for ``settings``.
+
+    Their output goes to ``log_dir``, else to ``$IQ_TEST_LOGS`` when set, else nowhere.
+    """
+    if log_dir is None and os.environ.get("IQ_TEST_LOGS"):
+        log_dir = Path(os.environ["IQ_TEST_LOGS"])
     new = [
         WorkerProcess(worker_env(settings, **overrides), log_dir=log_dir).start()
         for _ in range(count)

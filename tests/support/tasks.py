@@ -8,13 +8,11 @@ Redis (under ``test:{<queue>}:``) so that tests can check it from outside.
 from __future__ import annotations
 
 import asyncio
-import os
 
 from imagequeue_common.errors import RetryableJobError, TerminalJobError
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.context import CurrentJob
-from imagequeue_common.settings import load_settings
-from imagequeue_worker.app import build_broker
+from imagequeue_worker import app as worker_app
 
 RECORD = "test.record"
 FAIL = "test.fail"
@@ -30,7 +28,7 @@ def probe_key(queue: str, name: str) -> str:
 
 def create_broker() -> EngineBroker:
     """Worker entry point: the real broker and tasks plus the test tasks."""
-    broker = build_broker(load_settings(os.environ))
+    broker = worker_app.create_broker()
     register_test_tasks(broker)
     return broker
 

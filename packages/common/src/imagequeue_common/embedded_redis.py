@@ -71,8 +71,14 @@ class EmbeddedRedis:
     """
 
     def __init__(
-        self, data_dir: Path, *, persistent: bool = False, port: int | None = None
+        self,
+        data_dir: Path,
+        *,
+        persistent: bool = False,
+        port: int | None = None,
+        binary: str | None = None,
     ) -> None:
+        self.binary = binary
         self.data_dir = data_dir
         self.persistent = persistent
         self.port = port or free_port()
@@ -87,7 +93,7 @@ class EmbeddedRedis:
         """Start the server and wait until it answers; returns its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            find_redis_server(),
+            self.binary or find_redis_server(),
             "--port",
             str(self.port),
             "--bind",

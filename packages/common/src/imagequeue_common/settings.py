@@ -68,6 +68,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 "QUEUE_NAME must be 1-64 characters of letters, digits, '-', '_' or '.'",
                 _is_queue_name(self.queue_name),
             ),
+            (
+                f"CLEAN_CRON must be 5 cron fields like '0 */6 * * *', got {self.clean_cron!r}",
+                _is_cron(self.clean_cron),
+            ),
         ]
         for message, ok in checks:
             if not ok:
@@ -77,6 +81,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 def _is_queue_name(name: str) -> bool:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
     return 0 < len(name) <= 64 and set(name) <= allowed
+
+
+def _is_cron(spec: str) -> bool:
+    fields = spec.split()
+    allowed = set("0123456789*/,-")
+    return len(fields) == 5 and all(set(f) <= allowed for f in fields)
 
 
 def _parse_int(name: str, raw: str) -> int:

@@ -22,9 +22,23 @@ def build_broker(settings: Settings) -> EngineBroker:
 
 def create_broker() -> EngineBroker:
     """Entry point for ``taskiq worker``: settings come from the environment, once."""
-    # taskiq logs every task start at INFO; the engine logs each job's life itself.
-    logging.getLogger("taskiq.receiver.receiver").setLevel(logging.WARNING)
+    quiet_taskiq_receiver()
     return build_broker(load_settings(os.environ))
+
+
+class _DropTaskErrors(logging.Filter):
+    """Drops taskiq's traceback for every failed run: the engine logs each outcome itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Exception found while executing function."
+
+
+def quiet_taskiq_receiver() -> None:
+    """taskiq logs every start at INFO and every failure with a traceback; keep neither."""
+    receiver = logging.getLogger("taskiq.receiver.receiver")
+    receiver.setLevel(logging.WARNING)
+    if not any(isinstance(f, _DropTaskErrors) for f in receiver.filters):
+        receiver.addFilter(_DropTaskErrors())
 
 
 def create_scheduler() -> TaskiqScheduler:

@@ -26,7 +26,7 @@ from taskiq import AckableMessage, AsyncBroker, TaskiqMessage, TaskiqMiddleware,
 from taskiq.message import BrokerMessage
 
 from imagequeue_common.contracts import Priority
-from imagequeue_common.errors import InvalidJobError, QueueUnavailableError
+from imagequeue_common.errors import InvalidJobError, JobFailureError, QueueUnavailableError
 from imagequeue_common.queue.finisher import Finisher, report
 from imagequeue_common.queue.formatter import MsgspecFormatter
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
@@ -256,13 +256,36 @@ class OutcomeMiddleware(TaskiqMiddleware):
         lease = broker.lease(message.task_id)
         if lease is None:
             return
+        error = result.error if result.is_err else None
         value = "" if result.is_err else _encode_result(result.return_value)
         lease.outcome = broker.policy.decide(
-            attempts=lease.attempts,
-            max_attempts=lease.max_attempts,
-            error=result.error if result.is_err else None,
-            value=value,
+            attempts=lease.attempts, max_attempts=lease.max_attempts, error=error, value=value
         )
+        log_outcome(lease, lease.outcome, error, time.monotonic() - lease.started)
+
+
+def log_outcome(lease: Lease, outcome: Outcome, error: BaseException | None, ran_s: float) -> None:
+    """The seed's lifecycle lines for the end of a run (never the payload or prompt)."""
+    extra = {"job_id": lease.job_id, "attempt": lease.attempts, "outcome": outcome.kind}
+    if outcome.kind == "completed":
+        log.info("✓ Job %s completed in %.2fs", lease.job_id, ran_s, extra=extra)
+        return
+    if outcome.kind == "cancelled":
+        log.info("Job %s cancelled while running", lease.job_id, extra=extra)
+        return
+    # A traceback only for errors the task did not raise on purpose.
+    exc_info = error if error is not None and not isinstance(error, JobFailureError) else None
+    if outcome.kind == "retry":
+        log.warning(
+            "✗ Job %s failed after %d attempts: %s - retry %d/%d in %.1fs",
+            lease.job_id, lease.attempts, outcome.error, lease.attempts,
+            lease.max_attempts - 1, int(outcome.value) / 1000, extra=extra, exc_info=exc_info,
+        )  # fmt: skip
+        return
+    log.error(
+        "✗ Job %s failed after %d attempts: %s - moved to the dead-letter queue",
+        lease.job_id, lease.attempts, outcome.error, extra=extra, exc_info=exc_info,
+    )  # fmt: skip
 
 
 def _encode_result(value: object) -> str:
