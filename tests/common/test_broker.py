@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -40,27 +42,37 @@ async def test_get_queue_stats_has_the_seeds_shape(broker: EngineBroker) -> None
     }  # fmt: skip
 
 
-async def test_unknown_priority_is_refused_and_writes_nothing(
+async def test_unknown_priority_is_refused_by_the_helper(
     broker: EngineBroker, redis: Redis, queue_name: str
 ) -> None:
     with pytest.raises(InvalidJobError, match="unknown priority 'urgent'"):
         await add_image_generation_job(broker, ARIA, POSE, "u", "urgent")
-    task = broker.find_task(RECORD)
-    assert task is not None
-    with pytest.raises(SendTaskError) as caught:
-        await task.kicker().with_labels(priority="urgent").kiq()
-    assert isinstance(caught.value.__cause__, InvalidJobError)
     assert await count_keys(redis, queue_name) == 0
 
 
-async def test_negative_delay_label_is_refused(
-    broker: EngineBroker, redis: Redis, queue_name: str
+@pytest.mark.parametrize(
+    ("labels", "kwargs", "message"),
+    [
+        ({"priority": "urgent"}, {}, "unknown priority 'urgent'"),
+        ({"delay": -5}, {}, "must not be negative"),
+        ({"max_attempts": "many"}, {}, "must be a whole number"),
+        ({}, {"value": object()}, "not JSON-serialisable"),
+    ],
+)
+async def test_a_bad_kick_is_refused_and_writes_nothing(
+    broker: EngineBroker,
+    redis: Redis,
+    queue_name: str,
+    labels: dict[str, Any],
+    kwargs: dict[str, Any],
+    message: str,
 ) -> None:
     task = broker.find_task(RECORD)
     assert task is not None
     with pytest.raises(SendTaskError) as caught:
-        await task.kicker().with_labels(delay=-5).kiq()
-    assert "negative" in str(caught.value.__cause__)
+        await task.kicker().with_labels(**labels).kiq(**kwargs)
+    assert isinstance(caught.value.__cause__, InvalidJobError)
+    assert message in str(caught.value.__cause__)
     assert await count_keys(redis, queue_name) == 0
 
 
@@ -72,18 +84,6 @@ async def test_delay_label_makes_a_delayed_job(broker: EngineBroker) -> None:
     assert job.state is JobState.DELAYED
     assert job.due_at is not None
     assert 29_900 <= job.due_at - job.created_at <= 30_100
-
-
-async def test_payload_that_is_not_json_is_refused(
-    broker: EngineBroker, redis: Redis, queue_name: str
-) -> None:
-    task = broker.find_task(RECORD)
-    assert task is not None
-    with pytest.raises(SendTaskError) as caught:
-        await task.kiq(value=object())
-    assert isinstance(caught.value.__cause__, InvalidJobError)
-    assert "not JSON-serialisable" in str(caught.value.__cause__)
-    assert await count_keys(redis, queue_name) == 0
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -23,6 +24,15 @@ from tests.support.procs import (
     wait_workers_ready,
 )
 from tests.support.tasks import FAIL, FLAKY, RECORD, STEPS, TERMINAL, probe_key
+
+
+async def run_workers(
+    workers: list[WorkerProcess], redis: Redis, settings: Settings, count: int = 1, **kw: Any
+) -> list[WorkerProcess]:
+    """Start ``count`` worker processes and wait for their first heartbeat."""
+    new = start_workers(workers, settings, count=count, **kw)
+    await wait_workers_ready(redis, settings, count)
+    return new
 
 
 async def kick(broker: EngineBroker, task: str, **kwargs: object) -> str:
@@ -50,8 +60,7 @@ async def times(redis: Redis, queue: str, what: str, job_id: str) -> list[int]:
 async def test_three_workers_process_2000_jobs_exactly_once(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
-    start_workers(workers, settings, count=3)
-    await wait_workers_ready(redis, settings, 3)
+    await run_workers(workers, redis, settings, count=3)
     ids = await asyncio.gather(*(kick(broker, RECORD, value=i) for i in range(2000)))
     await wait_stats(broker, 120, completed=2000)
     counts = await runs(redis, settings.queue_name)
@@ -67,8 +76,7 @@ async def test_sigkill_mid_job_loses_nothing(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, lease_ms=900, worker_concurrency=2)
-    victim, survivor = start_workers(workers, settings, count=2)
-    await wait_workers_ready(redis, settings, 2)
+    victim, survivor = await run_workers(workers, redis, settings, count=2)
     ids = [await kick(broker, RECORD, sleep_ms=1200) for _ in range(8)]
     await wait_stats(broker, 20, active=4)
     seconds, micros = await redis.time()
@@ -92,8 +100,7 @@ async def test_slow_but_alive_job_is_never_run_twice(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, lease_ms=300)
-    start_workers(workers, settings, count=2)
-    await wait_workers_ready(redis, settings, 2)
+    await run_workers(workers, redis, settings, count=2)
     job_id = await kick(broker, RECORD, sleep_ms=1500)  # five leases long
     await wait_stats(broker, 20, completed=1)
     assert (await runs(redis, settings.queue_name)) == {job_id: 1}
@@ -104,8 +111,7 @@ async def test_retries_back_off_exponentially_then_dead_letter(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, backoff_delay_ms=200)
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     job_id = await kick(broker, FAIL)
     await wait_stats(broker, 20, failed=1)
     starts = await times(redis, settings.queue_name, "starts", job_id)
@@ -130,8 +136,7 @@ async def test_a_run_s_end_is_logged_in_the_seed_s_words(
     tmp_path: Path,
 ) -> None:
     settings = replace(settings, backoff_delay_ms=10)
-    start_workers(workers, settings, log_dir=tmp_path)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings, log_dir=tmp_path)
     failing = await kick(broker, FAIL)
     fine = await kick(broker, RECORD, value=7)
     await wait_stats(broker, 20, failed=1, completed=1)
@@ -152,8 +157,7 @@ async def test_fixed_backoff(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, backoff_delay_ms=150, backoff_type="fixed")
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     decorated = broker.find_task(FAIL)
     assert decorated is not None
     job_id = (await decorated.kicker().with_labels(max_attempts=3).kiq()).task_id
@@ -169,8 +173,7 @@ async def test_retry_after_is_a_floor_for_the_delay(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, backoff_delay_ms=10)
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     decorated = broker.find_task(FAIL)
     assert decorated is not None
     job_id = (await decorated.kicker().with_labels(max_attempts=2).kiq(retry_after_s=0.5)).task_id
@@ -183,8 +186,7 @@ async def test_retry_after_is_a_floor_for_the_delay(
 async def test_terminal_error_skips_retries(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     job_id = await kick(broker, TERMINAL)
     await wait_stats(broker, 20, failed=1)
     assert (await runs(redis, settings.queue_name)) == {job_id: 1}
@@ -197,8 +199,7 @@ async def test_a_flaky_job_completes_on_a_retry_and_dead_letters_can_be_retried(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, backoff_delay_ms=20)
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     flaky = await kick(broker, FLAKY, fail_runs=2)
     doomed = await kick(broker, FLAKY, fail_runs=4)
     await wait_stats(broker, 20, completed=1, failed=1)
@@ -211,8 +212,7 @@ async def test_a_flaky_job_completes_on_a_retry_and_dead_letters_can_be_retried(
 async def test_unknown_task_is_dead_lettered_with_a_clear_error(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     await broker.ledger.enqueue("ghost", "no.such.task", '{"task_id":"ghost"}')
     await wait_stats(broker, 20, failed=1)
     assert "could not run" in ((await broker.ledger.get_job("ghost")).error or "")
@@ -222,8 +222,7 @@ async def test_one_claim_per_free_slot_no_hoarding(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, worker_concurrency=3)
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     for _ in range(10):
         await kick(broker, RECORD, sleep_ms=700)
     await wait_stats(broker, 20, active=3)
@@ -239,8 +238,7 @@ async def test_rate_limit_holds_over_every_sliding_window(
 ) -> None:
     limit, window = 20, 250
     settings = replace(settings, rate_limit_max=limit, rate_limit_duration_ms=window)
-    start_workers(workers, settings, count=4)  # 4 workers x 5 slots
-    await wait_workers_ready(redis, settings, 4)
+    await run_workers(workers, redis, settings, count=4)  # 4 workers x 5 slots
     ids = await asyncio.gather(*(kick(broker, RECORD) for _ in range(300)))
     await wait_stats(broker, 60, completed=300)
     starts = sorted([(await broker.ledger.get_job(i)).started_at or 0 for i in ids])
@@ -254,8 +252,7 @@ async def test_rate_limit_holds_over_every_sliding_window(
 async def test_cancelling_an_active_job_stops_it_at_the_next_progress_point(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
-    start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    await run_workers(workers, redis, settings)
     job_id = await kick(broker, STEPS, steps=100, step_ms=50)
 
     async def moving() -> bool:
@@ -277,8 +274,7 @@ async def test_counts_stay_exact_through_a_concurrent_storm(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
     settings = replace(settings, backoff_delay_ms=30, lease_ms=1000)
-    start_workers(workers, settings, count=2)
-    await wait_workers_ready(redis, settings, 2)
+    await run_workers(workers, redis, settings, count=2)
     ledger = broker.ledger
     enqueued: list[str] = []
     for batch in range(10):
@@ -323,8 +319,7 @@ def _set_of(ledger: JobLedger, state: JobState) -> str:
 async def test_graceful_stop_finishes_running_jobs_and_gives_back_the_rest(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
-    [worker] = start_workers(workers, settings)
-    await wait_workers_ready(redis, settings, 1)
+    [worker] = await run_workers(workers, redis, settings)
     for _ in range(8):
         await kick(broker, RECORD, sleep_ms=800)
     await wait_stats(broker, 20, active=5)
