@@ -30,6 +30,7 @@ def worker_args(settings: Settings, processes: int, broker: str) -> WorkerArgs:
         # Payloads are validated by msgspec inside the tasks; taskiq's second, pydantic pass
         # over every argument would only cost time.
         no_parse=True,
+        receiver="imagequeue_common.queue.receiver:EngineReceiver",
         ack_type=AcknowledgeType.WHEN_SAVED,
         shutdown_timeout=10,
         log_level="INFO",  # type: ignore[arg-type]

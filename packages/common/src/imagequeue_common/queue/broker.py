@@ -88,6 +88,14 @@ class EngineBroker(AsyncBroker):
             raise QueueUnavailableError("the broker is not started")
         return self._ledger
 
+    def has_ready(self) -> bool:
+        """True when a claimed job waits to be handed to taskiq."""
+        return bool(self._ready)
+
+    def take_ready(self) -> AckableMessage:
+        """The next claimed job (see :class:`EngineReceiver`); only after :meth:`has_ready`."""
+        return self._ready.popleft()
+
     def lease(self, job_id: str) -> Lease | None:
         """This worker's lease on ``job_id``, if it holds one."""
         return self._leases.get(job_id)
