@@ -43,35 +43,35 @@ end
 -- End one leased run (see finish.lua for the op format). K holds the key names: active,
 -- completed, failed, delayed, cancelled, events, metrics, marker. Returns 1 if applied, 0 if
 -- the caller's lease was lost (the job was recovered elsewhere): then nothing changes.
-local function finish_one(K, prefix, maxlen, now, counts, id, token, kind, value, err)
+local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind, value, err)
   local jk = prefix .. 'job:' .. id
   local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at')
   if cur[1] ~= 'active' or cur[2] ~= token then
     return 0
   end
-  redis.call('ZREM', K.active, id)
+  moves.left[#moves.left + 1] = id
   if kind == 'retry' and cur[3] == '1' then
     kind = 'cancelled'
   end
   local ran = now - tonumber(cur[4] or now)
   if kind == 'completed' then
-    redis.call('ZADD', K.completed, now, id)
+    moves.push(K.completed, now, id)
     -- A last error from an earlier attempt stays: it tells why the job needed retries.
     redis.call('HSET', jk, 'state', 'completed', 'finished_at', now, 'result', value, 'progress', 100)
     counts.run_ms_completed = counts.run_ms_completed + ran
     emit(K.events, maxlen, id, 'completed', 'ms', ran)
   elseif kind == 'retry' then
     local due_at = now + tonumber(value)
-    redis.call('ZADD', K.delayed, due_at, id)
+    moves.push(K.delayed, due_at, id)
     redis.call('HSET', jk, 'state', 'delayed', 'due_at', due_at, 'error', err)
     wake(K.marker)
     emit(K.events, maxlen, id, 'delayed', 'due_at', due_at, 'error', err)
   elseif kind == 'failed' then
-    redis.call('ZADD', K.failed, now, id)
+    moves.push(K.failed, now, id)
     redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
     emit(K.events, maxlen, id, 'failed', 'error', err)
   else
-    redis.call('ZADD', K.cancelled, now, id)
+    moves.push(K.cancelled, now, id)
     redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', now)
     emit(K.events, maxlen, id, 'cancelled')
   end
@@ -88,11 +88,28 @@ local function finish_ops(K, prefix, maxlen, n, first)
   local now = now_ms()
   local applied = {}
   local counts = {completed = 0, retry = 0, failed = 0, cancelled = 0, run_ms_completed = 0}
+  -- Set moves are gathered and done once per batch: one ZREM, one ZADD per target set.
+  local moves = {left = {}, into = {}}
+  moves.push = function(set, score, id)
+    local t = moves.into[set]
+    if not t then
+      t = {}
+      moves.into[set] = t
+    end
+    t[#t + 1] = score
+    t[#t + 1] = id
+  end
   local i = first
   for k = 1, n do
-    applied[k] = finish_one(K, prefix, maxlen, now, counts,
+    applied[k] = finish_one(K, prefix, maxlen, now, counts, moves,
       ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
     i = i + 5
+  end
+  if #moves.left > 0 then
+    redis.call('ZREM', K.active, unpack(moves.left))
+  end
+  for set, pairs_ in pairs(moves.into) do
+    redis.call('ZADD', set, unpack(pairs_))
   end
   -- Counters once per batch, not once per job.
   local names = {completed = 'completed', retry = 'retried', failed = 'failed',

@@ -64,7 +64,7 @@ end
 local popped = redis.call('ZPOPMIN', KEYS[1], want)
 local out = {'ok', 0, flags}
 local deadline = now + tonumber(ARGV[2])
-local leases, starts = {}, {}
+local leases, starts, data = {}, {}, {}
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = ARGV[1] .. 'job:' .. id
@@ -78,11 +78,16 @@ for i = 1, #popped, 2 do
   leases[#leases + 1] = id
   starts[#starts + 1] = nowus
   starts[#starts + 1] = nowus .. ':' .. id
+  data[#data + 1] = data_key(ARGV[1], id)
   out[#out + 1] = id
-  out[#out + 1] = redis.call('GET', data_key(ARGV[1], id))
+  out[#out + 1] = false  -- the payload, filled in below from one MGET
   out[#out + 1] = token
   out[#out + 1] = attempts
   out[#out + 1] = f[3]
+end
+local payloads = redis.call('MGET', unpack(data))
+for k = 1, #payloads do
+  out[3 + (k - 1) * 5 + 2] = payloads[k]
 end
 redis.call('ZADD', KEYS[3], unpack(leases))
 if rmax > 0 then
