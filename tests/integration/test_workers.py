@@ -82,16 +82,29 @@ async def test_sigkill_mid_job_loses_nothing(
     seconds, micros = await redis.time()
     killed_at = seconds * 1000 + micros // 1000
     victim.kill()
+    # Lease deadlines as the victim left them: nobody renews them any more.
+    deadlines = dict(await redis.zrange(broker.ledger.keys.active, 0, -1, withscores=True))  # type: ignore[arg-type]
     await wait_stats(broker, 60, completed=8)
     counts = await runs(redis, settings.queue_name)
     stalled = [i for i in ids if (await broker.ledger.get_job(i)).stalls]
-    assert len(stalled) == 2  # the victim's two slots, each run again once
-    assert all(counts[i] == 2 for i in stalled)
-    assert sum(counts.values()) == 10
+    assert len(stalled) == 2  # the victim's two slots
+    done = await str_hash(redis, probe_key(settings.queue_name, "done"))
+    for job_id in ids:
+        # A stalled job ran again (once more if the victim had started it before dying);
+        # every other job ran once; every job finished a run.
+        assert counts[job_id] in ((1, 2) if job_id in stalled else (1,)), counts
+        assert int(done[job_id]) == 1, done
     events = await stream_events(redis, broker.ledger.keys.events)
-    stall_times = [int(eid.split("-")[0]) for eid, e in events if e["event"] == "stalled"]
-    # Back to waiting within one lease (plus the survivor's heartbeat period) of the kill.
-    assert all(t - killed_at <= settings.lease_ms * 4 // 3 + 200 for t in stall_times)
+    stalled_at = {e["job"]: int(eid.split("-")[0]) for eid, e in events if e["event"] == "stalled"}
+    for job_id in stalled:
+        deadline = int(deadlines[job_id])
+        # The lease runs out at most one lease after the kill, and the survivor's heartbeat
+        # (every third of a lease) returns the job soon after; 400 ms of slack for a busy CI.
+        assert deadline - killed_at <= settings.lease_ms, (deadline, killed_at)
+        assert 0 <= stalled_at[job_id] - deadline <= settings.lease_ms // 3 + 400, (
+            stalled_at[job_id],
+            deadline,
+        )
     assert survivor.proc is not None
     assert survivor.proc.poll() is None
 
