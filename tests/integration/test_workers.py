@@ -112,9 +112,9 @@ async def test_sigkill_mid_job_loses_nothing(
 async def test_slow_but_alive_job_is_never_run_twice(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:
-    settings = replace(settings, lease_ms=300)
+    settings = replace(settings, lease_ms=600)
     await run_workers(workers, redis, settings, count=2)
-    job_id = await kick(broker, RECORD, sleep_ms=1500)  # five leases long
+    job_id = await kick(broker, RECORD, sleep_ms=2400)  # four leases long
     await wait_stats(broker, 20, completed=1)
     assert (await runs(redis, settings.queue_name)) == {job_id: 1}
     assert (await broker.ledger.get_job(job_id)).stalls == 0
