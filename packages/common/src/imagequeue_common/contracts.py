@@ -13,7 +13,6 @@ import msgspec
 
 GENERATE_IMAGE_TASK = "imagequeue.generate_image"
 CLEAN_TASK = "imagequeue.clean"
-DEMO_TASK = "imagequeue.demo"
 NOOP_TASK = "imagequeue.noop"
 
 
@@ -23,11 +22,6 @@ class Priority(enum.StrEnum):
     HIGH = "high"
     NORMAL = "normal"
     LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        """0 is claimed first."""
-        return _RANKS[self]
 
     @classmethod
     def parse(cls, value: object) -> Priority:
@@ -39,9 +33,6 @@ class Priority(enum.StrEnum):
         except ValueError:
             allowed = ", ".join(p.value for p in cls)
             raise ValueError(f"unknown priority {value!r}: use one of {allowed}") from None
-
-
-_RANKS = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
 
 
 class JobState(enum.StrEnum):

@@ -97,7 +97,7 @@ class JobLedger:
         state = await self._scripts.call(
             "enqueue",
             [k.waiting, k.delayed, k.events, k.marker, k.meta],
-            [k.prefix, job_id, task_name, payload, priority.value, "", user_id,
+            [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen],
         )  # fmt: skip
         if state == 0:

@@ -1,9 +1,8 @@
--- enqueue: add a new job, waiting (or delayed when ARGV[8] > 0).
+-- enqueue: add a new job, waiting (or delayed when ARGV[7] > 0).
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
 -- ARGV[1] key prefix  ARGV[2] job id  ARGV[3] task name  ARGV[4] payload
--- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] unused  ARGV[7] user id
--- ARGV[8] delay ms  ARGV[9] max attempts
--- ARGV[10] events maxlen
+-- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] user id  ARGV[7] delay ms
+-- ARGV[8] max attempts  ARGV[9] events maxlen
 -- Returns the new state ('waiting' | 'delayed'), or 0 when the id exists (nothing changed).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
@@ -12,13 +11,13 @@ if redis.call('EXISTS', jk) == 1 then
 end
 local now = now_ms()
 local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
-local delay = tonumber(ARGV[8])
+local delay = tonumber(ARGV[7])
 local state = 'waiting'
 if delay > 0 then
   state = 'delayed'
 end
-redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[7], 'seq', seq,
-  'state', state, 'attempts', 0, 'max_attempts', ARGV[9], 'created_at', now)
+redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[6], 'seq', seq,
+  'state', state, 'attempts', 0, 'max_attempts', ARGV[8], 'created_at', now)
 redis.call('SET', data_key(ARGV[1], id), ARGV[4])
 if delay > 0 then
   redis.call('HSET', jk, 'due_at', now + delay)
@@ -28,5 +27,5 @@ else
 end
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])
-emit(KEYS[3], ARGV[10], id, state, 'user', ARGV[7])
+emit(KEYS[3], ARGV[9], id, state, 'user', ARGV[6])
 return state
