@@ -86,3 +86,67 @@ class LeaseLostError(JobFailureError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"lease on job {job_id!r} was lost")
         self.job_id = job_id
+
+
+# The character store.
+
+
+class StoreError(ImageQueueError):
+    """Base of the character store's errors."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database did not answer; the operation may be tried again later."""
+
+
+class CharacterNotFoundError(StoreError, LookupError):
+    """No character with this id (never created, or deleted)."""
+
+    def __init__(self, character_id: str) -> None:
+        super().__init__(f"character {character_id!r} not found")
+        self.character_id = character_id
+
+
+class PoseNotFoundError(StoreError, LookupError):
+    """No pose with this id."""
+
+    def __init__(self, pose_id: str) -> None:
+        super().__init__(f"pose {pose_id!r} not found")
+        self.pose_id = pose_id
+
+
+# The upstream AI API, as seen from a running job.
+
+
+class UpstreamRetryableError(RetryableJobError):
+    """The AI API failed in a way that may pass: timeout, connection, 5xx, 408, 429."""
+
+    def __init__(
+        self,
+        backend: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(f"{backend}: {message}", retry_after_s=retry_after_s)
+        self.backend = backend
+        self.status = status
+
+
+class InvalidImageError(RetryableJobError):
+    """The AI API answered with something that is not a decodable PNG, JPEG or WebP image."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend}: invalid image: {reason}")
+        self.backend = backend
+        self.reason = reason
+
+
+class UpstreamTerminalError(TerminalJobError):
+    """The AI API refused the request (a 4xx other than 408/429): asking again cannot help."""
+
+    def __init__(self, backend: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"{backend}: {message}")
+        self.backend = backend
+        self.status = status
