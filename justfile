@@ -18,6 +18,10 @@ worker:
 scheduler:
     uv run imagequeue-worker scheduler
 
+# The stub AI server (all five protocols, fault injection, /stub/stats); --help for options.
+stub-ai *ARGS:
+    uv run python -m loadtest.stub_ai {{ARGS}}
+
 # Remove finished jobs past retention now.
 clean:
     uv run imagequeue-worker clean
@@ -26,7 +30,7 @@ clean:
 lint:
     uv run ruff check .
     uv run ruff format --check .
-    uv run mypy packages tests bench
+    uv run mypy packages tests bench loadtest
 
 # Format the code.
 fmt:

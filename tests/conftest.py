@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -14,7 +15,11 @@ from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.settings import Settings
 from imagequeue_worker.app import build_broker
+from tests.support.stub import StubServer
 from tests.support.tasks import register_test_tasks
+
+STUB_TIME_SCALE = "0.002"
+"""The stub's 30-60 s GPU latency becomes 60-120 ms in tests."""
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +32,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield server.start()
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def stub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubServer]:
+    """``python -m loadtest.stub_ai`` on a free port; its log under ``$IQ_TEST_LOGS`` if set."""
+    logs = os.environ.get("IQ_TEST_LOGS")
+    log_dir = Path(logs) if logs else tmp_path_factory.mktemp("stub_ai")
+    server = StubServer(log_dir / "stub_ai.log", env={"STUB_TIME_SCALE": STUB_TIME_SCALE})
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def stub_ai(stub_server: StubServer) -> StubServer:
+    """The session's stub AI server with its start config, nothing in flight, stats cleared."""
+    stub_server.configure(**{**stub_server.initial_config, "script": []})
+    stub_server.wait_idle()
+    stub_server.reset()
+    return stub_server
 
 
 @pytest.fixture

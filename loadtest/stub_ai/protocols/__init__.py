@@ -1,0 +1,1 @@
+"""The five upstream protocols, one module each; each exports its Litestar ``ROUTES``."""
