@@ -64,3 +64,60 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.rate_limit_max = 1  # type: ignore[misc]
+
+
+def test_image_pipeline_defaults() -> None:
+    s = load_settings({})
+    assert s.ai_generation_enabled is True
+    assert (s.ai_generation_backend, s.ai_generation_quality) == ("generic", "hq")
+    assert s.ai_generation_api_url is None
+    assert s.database_url == "sqlite:///./data/imagequeue.db"
+    assert (s.assets_dir, s.assets_url_prefix) == ("./data/assets", "/assets")
+    assert s.ai_total_timeout_s == 120.0
+
+
+def test_image_pipeline_values_are_parsed() -> None:
+    s = load_settings({
+        "AI_GENERATION_ENABLED": "false", "AI_GENERATION_API_URL": "https://gpu.example/generate",
+        "AI_GENERATION_BACKEND": "RunPod", "AI_GENERATION_QUALITY": "draft",
+        "AI_TOTAL_TIMEOUT_S": "2.5", "DATABASE_URL": "postgresql://u@db/x",
+    })  # fmt: skip
+    assert s.ai_generation_enabled is False
+    assert s.ai_generation_backend == "runpod"
+    assert s.ai_generation_quality == "draft"
+    assert s.ai_total_timeout_s == 2.5
+    assert s.database_url == "postgresql://u@db/x"
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"AI_GENERATION_ENABLED": "maybe"}, "AI_GENERATION_ENABLED must be true or false"),
+        ({"AI_GENERATION_BACKEND": "midjourney"}, "AI_GENERATION_BACKEND must be one of"),
+        ({"AI_GENERATION_QUALITY": "ultra"}, "AI_GENERATION_QUALITY must be one of"),
+        ({"AI_GENERATION_API_URL": "ftp://x"}, "AI_GENERATION_API_URL must start with http"),
+        ({"AI_TOTAL_TIMEOUT_S": "nan"}, "AI_TOTAL_TIMEOUT_S must be a finite number"),
+        ({"AI_TOTAL_TIMEOUT_S": "0"}, "AI_TOTAL_TIMEOUT_S must be above 0"),
+        ({"AI_READ_TIMEOUT_S": "soon"}, "AI_READ_TIMEOUT_S must be a number"),
+        ({"AI_IMAGE_WIDTH": "4096"}, "AI_IMAGE_WIDTH and AI_IMAGE_HEIGHT must be from 64"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with sqlite:///"),
+        ({"ASSETS_URL_PREFIX": "/assets/"}, "ASSETS_URL_PREFIX must start with"),
+        ({"AI_GENERATION_API_KEY_HEADER": "X Key"}, "AI_GENERATION_API_KEY_HEADER must be"),
+    ],
+)
+def test_bad_pipeline_values_name_their_variable(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(SettingsError, match=needle):
+        load_settings(env)
+
+
+def test_repr_hides_keys_and_passwords() -> None:
+    s = load_settings({
+        "AI_GENERATION_API_KEY": "sk-secret-123",
+        "REDIS_URL": "redis://:hunter2@redis:6379/0",
+        "DATABASE_URL": "postgresql://app:pw-77@db/imagequeue",
+    })  # fmt: skip
+    text = repr(s)
+    for secret in ("sk-secret-123", "hunter2", "pw-77"):
+        assert secret not in text
+    assert "postgresql://app:***@db/imagequeue" in text
+    assert "ai_generation_api_key='***'" in text

@@ -7,6 +7,7 @@ stops at start with one clear line instead of failing on the first job.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Literal
 
@@ -15,7 +16,15 @@ import msgspec
 from imagequeue_common.errors import SettingsError
 
 BackoffKind = Literal["exponential", "fixed"]
+Backend = Literal["generic", "automatic1111", "openai", "comfyui", "runpod"]
+Quality = Literal["hq", "standard", "draft"]
+LogFormat = Literal["text", "json"]
+BACKENDS: tuple[Backend, ...] = ("generic", "automatic1111", "openai", "comfyui", "runpod")
+QUALITIES: tuple[Quality, ...] = ("hq", "standard", "draft")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATA_DIR = "./data"
+_SECRET_FIELDS = frozenset({"ai_generation_api_key"})
+_URL_FIELDS = frozenset({"redis_url", "database_url", "ai_generation_api_url"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -24,7 +33,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str | None = None
     """``REDIS_URL``; else built from ``REDIS_HOST``/``REDIS_PORT``; else embedded."""
     queue_name: str = "images"
-    data_dir: str = "./data"
+    data_dir: str = DEFAULT_DATA_DIR
+    log_format: LogFormat = "text"
+    """``text`` (the seed's lines) or ``json`` (one object per line, with job fields)."""
 
     rate_limit_max: int = 10
     """At most this many job starts in any sliding window of ``rate_limit_duration_ms``."""
@@ -47,10 +58,52 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     events_maxlen: int = 10_000
     """Approximate cap of the queue's event stream."""
 
+    database_url: str = "sqlite:///./data/imagequeue.db"
+    """Characters and poses: ``sqlite:///<file>`` or ``postgresql://...``."""
+    assets_dir: str = "./data/assets"
+    """Where images are written (``<assets_dir>/characters/<file>.png``)."""
+    assets_url_prefix: str = "/assets"
+    """The URL path under which ``assets_dir`` is served."""
+
+    ai_generation_enabled: bool = True
+    """False: no image job is queued, and callers are told so."""
+    ai_generation_api_url: str | None = None
+    """The upstream: the full URL for ``generic``, the base URL for the others."""
+    ai_generation_backend: Backend = "generic"
+    ai_generation_quality: Quality = "hq"
+    ai_generation_api_key: str = ""
+    """Sent as ``Authorization: Bearer <key>``, or raw in ``AI_GENERATION_API_KEY_HEADER``."""
+    ai_generation_api_key_header: str = "Authorization"
+    ai_generation_model: str = ""
+    """openai: the model (default ``gpt-image-1``); comfyui: the checkpoint file name."""
+    ai_image_width: int = 768
+    ai_image_height: int = 1024
+    ai_negative_prompt: str = "blurry, low quality, deformed, watermark, text"
+    ai_connect_timeout_s: float = 10.0
+    ai_read_timeout_s: float = 90.0
+    """Longest silence while a response is awaited or read."""
+    ai_total_timeout_s: float = 120.0
+    """Longest one upstream generation may take in all, polling included."""
+    ai_max_response_bytes: int = 32 * 1024 * 1024
+    ai_poll_interval_ms: int = 1000
+    """comfyui and runpod: how often a submitted generation is polled."""
+
     @property
     def redis_url_or_default(self) -> str:
         """The configured Redis, else the conventional local one."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks: never show a key or a URL's password.
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if name in _SECRET_FIELDS and value:
+                value = "***"
+            elif name in _URL_FIELDS and isinstance(value, str):
+                value = redact_url(value)
+            parts.append(f"{name}={value!r}")
+        return f"Settings({', '.join(parts)})"
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -64,6 +117,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("KEEP_COMPLETED_MS must be 0 or more", self.keep_completed_ms >= 0),
             ("KEEP_FAILED_MS must be 0 or more", self.keep_failed_ms >= 0),
             ("EVENTS_MAXLEN must be at least 100", self.events_maxlen >= 100),
+            (
+                "DATABASE_URL must start with sqlite:/// or postgresql://",
+                self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")),
+            ),
+            (
+                "ASSETS_URL_PREFIX must start with '/' or http(s):// and not end with '/'",
+                self.assets_url_prefix.startswith(("/", "http://", "https://"))
+                and not self.assets_url_prefix.endswith("/"),
+            ),
+            (
+                "AI_GENERATION_API_URL must start with http:// or https://",
+                self.ai_generation_api_url is None
+                or self.ai_generation_api_url.startswith(("http://", "https://")),
+            ),
+            (
+                "AI_IMAGE_WIDTH and AI_IMAGE_HEIGHT must be from 64 to 2048",
+                64 <= self.ai_image_width <= 2048 and 64 <= self.ai_image_height <= 2048,
+            ),
+            (
+                "AI_CONNECT_TIMEOUT_S, AI_READ_TIMEOUT_S and AI_TOTAL_TIMEOUT_S must be above 0",
+                min(self.ai_connect_timeout_s, self.ai_read_timeout_s, self.ai_total_timeout_s) > 0,
+            ),
+            (
+                "AI_MAX_RESPONSE_BYTES must be at least 1024",
+                self.ai_max_response_bytes >= 1024,
+            ),
+            ("AI_POLL_INTERVAL_MS must be at least 1", self.ai_poll_interval_ms >= 1),
+            (
+                "AI_GENERATION_API_KEY_HEADER must be an HTTP header name",
+                _is_header_name(self.ai_generation_api_key_header),
+            ),
             (
                 "QUEUE_NAME must be 1-64 characters of letters, digits, '-', '_' or '.'",
                 _is_queue_name(self.queue_name),
@@ -83,6 +167,21 @@ def _is_queue_name(name: str) -> bool:
     return 0 < len(name) <= 64 and set(name) <= allowed
 
 
+def _is_header_name(name: str) -> bool:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+    return 0 < len(name) <= 64 and set(name) <= allowed
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, host = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
+
+
 def _is_cron(spec: str) -> bool:
     fields = spec.split()
     allowed = set("0123456789*/,-")
@@ -94,6 +193,55 @@ def _parse_int(name: str, raw: str) -> int:
         return int(raw.strip().replace("_", ""))
     except ValueError:
         raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _parse_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise SettingsError(f"{name} must be a finite number, got {raw!r}")
+    return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _parse_backend(name: str, raw: str) -> Backend:
+    value = raw.strip().lower()
+    for backend in BACKENDS:
+        if value == backend:
+            return backend
+    raise SettingsError(f"{name} must be one of {', '.join(BACKENDS)}, got {raw!r}")
+
+
+def _parse_quality(name: str, raw: str) -> Quality:
+    value = raw.strip().lower()
+    for quality in QUALITIES:
+        if value == quality:
+            return quality
+    raise SettingsError(f"{name} must be one of {', '.join(QUALITIES)}, got {raw!r}")
+
+
+def _parse_log_format(name: str, raw: str) -> LogFormat:
+    value = raw.strip().lower()
+    if value == "json":
+        return "json"
+    if value == "text":
+        return "text"
+    raise SettingsError(f"{name} must be 'text' or 'json', got {raw!r}")
+
+
+def _parse_raw(name: str, raw: str) -> str:
+    del name
+    return raw.strip()
 
 
 def _parse_backoff(name: str, raw: str) -> BackoffKind:
@@ -115,6 +263,7 @@ def _parse_str(name: str, raw: str) -> str:
 _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QUEUE_NAME": ("queue_name", _parse_str),
     "DATA_DIR": ("data_dir", _parse_str),
+    "LOG_FORMAT": ("log_format", _parse_log_format),
     "RATE_LIMIT_MAX": ("rate_limit_max", _parse_int),
     "RATE_LIMIT_DURATION_MS": ("rate_limit_duration_ms", _parse_int),
     "WORKER_CONCURRENCY": ("worker_concurrency", _parse_int),
@@ -127,6 +276,24 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "KEEP_FAILED_MS": ("keep_failed_ms", _parse_int),
     "CLEAN_CRON": ("clean_cron", _parse_str),
     "EVENTS_MAXLEN": ("events_maxlen", _parse_int),
+    "DATABASE_URL": ("database_url", _parse_str),
+    "ASSETS_DIR": ("assets_dir", _parse_str),
+    "ASSETS_URL_PREFIX": ("assets_url_prefix", _parse_str),
+    "AI_GENERATION_ENABLED": ("ai_generation_enabled", _parse_bool),
+    "AI_GENERATION_API_URL": ("ai_generation_api_url", _parse_str),
+    "AI_GENERATION_BACKEND": ("ai_generation_backend", _parse_backend),
+    "AI_GENERATION_QUALITY": ("ai_generation_quality", _parse_quality),
+    "AI_GENERATION_API_KEY": ("ai_generation_api_key", _parse_raw),
+    "AI_GENERATION_API_KEY_HEADER": ("ai_generation_api_key_header", _parse_str),
+    "AI_GENERATION_MODEL": ("ai_generation_model", _parse_raw),
+    "AI_IMAGE_WIDTH": ("ai_image_width", _parse_int),
+    "AI_IMAGE_HEIGHT": ("ai_image_height", _parse_int),
+    "AI_NEGATIVE_PROMPT": ("ai_negative_prompt", _parse_raw),
+    "AI_CONNECT_TIMEOUT_S": ("ai_connect_timeout_s", _parse_float),
+    "AI_READ_TIMEOUT_S": ("ai_read_timeout_s", _parse_float),
+    "AI_TOTAL_TIMEOUT_S": ("ai_total_timeout_s", _parse_float),
+    "AI_MAX_RESPONSE_BYTES": ("ai_max_response_bytes", _parse_int),
+    "AI_POLL_INTERVAL_MS": ("ai_poll_interval_ms", _parse_int),
 }
 
 
@@ -154,6 +321,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raw = environ.get(env_name)
         if raw is not None and raw.strip() != "":
             values[field] = parse(env_name, raw)
+    # The database and the images live under DATA_DIR unless placed elsewhere on purpose.
+    data_dir = str(values.get("data_dir", DEFAULT_DATA_DIR)).rstrip("/")
+    values.setdefault("database_url", f"sqlite:///{data_dir}/imagequeue.db")
+    values.setdefault("assets_dir", f"{data_dir}/assets")
     return Settings(**values)  # type: ignore[arg-type]
 
 
