@@ -131,6 +131,7 @@ def engine_env(settings: Settings) -> dict[str, str]:
         "RATE_LIMIT_MAX": str(settings.rate_limit_max),
         "RATE_LIMIT_DURATION_MS": str(settings.rate_limit_duration_ms),
         "WORKER_CONCURRENCY": str(settings.worker_concurrency),
+        "AI_GENERATION_ENABLED": "false",  # the no-op task only: no store, no upstream
     }
 
 

@@ -11,7 +11,8 @@ from tests.support.procs import ROOT
 
 
 def test_up_runs_the_whole_stack_and_drains_the_demo(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "QUEUE_"))}
+    mine = ("REDIS_", "QUEUE_", "AI_", "DATABASE_", "ASSETS_", "STUB_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(mine)}
     env |= {"DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "imagequeue_common.devstack",
@@ -21,7 +22,13 @@ def test_up_runs_the_whole_stack_and_drains_the_demo(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "started a private redis-server" in out
+    assert "started the stub AI server" in out
     assert "queued 6 demo jobs" in out
     assert "waiting=0 active=0 completed=6 failed=0 delayed=0 total=6" in out
     assert "stopped the private redis-server" in out
     assert (tmp_path / "redis" / "redis.log").exists()
+    images = sorted((tmp_path / "assets" / "characters").glob("demo_character_*.png"))
+    assert len(images) == 6
+    assert all(image.read_bytes().startswith(b"\x89PNG") for image in images)
+    assert "Demo Character 0: /assets/characters/demo_character_0_" in out
+    assert (tmp_path / "imagequeue.db").exists()

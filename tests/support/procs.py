@@ -89,6 +89,16 @@ def worker_env(settings: Settings, **overrides: object) -> dict[str, str]:
         "STALL_LIMIT": str(settings.stall_limit),
         "KEEP_COMPLETED_MS": str(settings.keep_completed_ms),
         "KEEP_FAILED_MS": str(settings.keep_failed_ms),
+        # Without an upstream a worker runs the engine's test tasks only (no image pipeline).
+        "AI_GENERATION_ENABLED": str(bool(settings.ai_generation_api_url)).lower(),
+        "AI_GENERATION_API_URL": settings.ai_generation_api_url or "",
+        "AI_GENERATION_BACKEND": settings.ai_generation_backend,
+        "AI_TOTAL_TIMEOUT_S": str(settings.ai_total_timeout_s),
+        "AI_READ_TIMEOUT_S": str(settings.ai_read_timeout_s),
+        "AI_POLL_INTERVAL_MS": str(settings.ai_poll_interval_ms),
+        "DATABASE_URL": settings.database_url,
+        "ASSETS_DIR": settings.assets_dir,
+        "ASSETS_URL_PREFIX": settings.assets_url_prefix,
     }
     env.update({k.upper(): str(v) for k, v in overrides.items()})
     return env

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import msgspec
 
+from imagequeue_common.settings import Quality
+
 GENERATE_IMAGE_TASK = "imagequeue.generate_image"
 CLEAN_TASK = "imagequeue.clean"
 NOOP_TASK = "imagequeue.noop"
@@ -72,7 +74,8 @@ class GenerateImagePayload(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     pose_id: Id
     pose_name: Name
     user_id: Id
-    quality: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = "hq"
+    quality: Quality = "hq"
+    """``hq``, ``standard`` or ``draft``; each backend maps it (steps, its own quality)."""
 
 
 class QueueStats(msgspec.Struct, frozen=True):

@@ -1,9 +1,12 @@
 """``just up``: the whole service on one machine with embedded defaults.
 
 Uses ``REDIS_URL``/``REDIS_HOST`` when set; else the Redis on 127.0.0.1:6379 if one answers;
-else a private redis-server with its data under ``DATA_DIR/redis``. Then it runs one worker,
-the cleanup scheduler and (until the HTTP API exists) a demo that queues image jobs and
-prints the queue's counts. Ctrl-C stops everything in order.
+else a private redis-server with its data under ``DATA_DIR/redis``. Without
+``AI_GENERATION_API_URL`` it starts the stub AI server (``loadtest/stub_ai``, run from the
+repository root) with short latencies. Then it runs one worker, the cleanup scheduler and
+(until the HTTP API exists) a demo that creates characters in the store (SQLite under
+``DATA_DIR`` by default), queues their images and prints the queue's counts. Ctrl-C stops
+everything in order.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from imagequeue_common.contracts import CharacterRef, PoseRef, Priority
-from imagequeue_common.embedded_redis import EmbeddedRedis, answers
+from imagequeue_common.embedded_redis import EmbeddedRedis, answers, free_port
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.generation import add_image_generation_job, get_queue_stats
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import Settings, load_settings
+from imagequeue_common.store import CharacterStore, NewCharacter, open_store
 
 _PRIORITIES = (Priority.HIGH, Priority.NORMAL, Priority.NORMAL, Priority.LOW)
 
@@ -55,6 +60,39 @@ def redis_for(settings: Settings, private: bool) -> Iterator[str]:
         say("stopped the private redis-server")
 
 
+@contextlib.contextmanager
+def upstream_for(settings: Settings) -> Iterator[dict[str, str]]:
+    """Settings that point workers at an AI API: the configured one, else the stub's."""
+    if settings.ai_generation_api_url or not settings.ai_generation_enabled:
+        yield {}
+        return
+    port = free_port()
+    # The seed's GPU takes 30-60 s per image; a local try-out should not.
+    env = {"STUB_LATENCY_MIN_S": "1", "STUB_LATENCY_MAX_S": "3", **os.environ}
+    stub = spawn(["-m", "loadtest.stub_ai", "--port", str(port)], env)
+    try:
+        deadline = time.monotonic() + 20
+        while not _http_answers(f"http://127.0.0.1:{port}/stub/stats"):
+            if stub.poll() is not None or time.monotonic() > deadline:
+                raise SettingsError("the stub AI server did not start (run from the repo root)")
+            time.sleep(0.05)
+        say(f"started the stub AI server on http://127.0.0.1:{port} (no AI_GENERATION_API_URL)")
+        yield {
+            "AI_GENERATION_API_URL": f"http://127.0.0.1:{port}/generate",
+            "AI_GENERATION_BACKEND": "generic",
+        }
+    finally:
+        stop([stub])
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own URL
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A child process in its own process group (so Ctrl-C reaches us first)."""
     return subprocess.Popen([sys.executable, *args], env=env, start_new_session=True)  # noqa: S603
@@ -74,23 +112,45 @@ def stop(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def demo(settings: Settings, redis_url: str, jobs: int, until_done: bool) -> None:
-    """Queue ``jobs`` image jobs of mixed priority and report the counts until they finish."""
+    """Create ``jobs`` characters, queue their images (mixed priorities), report the counts."""
+    store = await open_store(settings.database_url)
     broker = EngineBroker(settings, redis_url)
     await broker.startup()
     try:
-        for i in range(jobs):
-            character = CharacterRef(id=f"demo{i:04}", name=f"Demo Character {i}")
-            pose = PoseRef(id="pose-standing", name="Standing")
-            await add_image_generation_job(broker, character, pose, "demo-user", _PRIORITIES[i % 4])
+        ids = await _queue_demo_jobs(broker, store, jobs)
         say(f"queued {jobs} demo jobs")
         while True:
             stats = await get_queue_stats(broker)
             say(" ".join(f"{k}={v}" for k, v in stats.items()))
             if until_done and stats["waiting"] + stats["active"] + stats["delayed"] == 0:
-                return
+                break
             await asyncio.sleep(2)
+        for character_id in ids[:3]:
+            character = await store.get_character(character_id)
+            say(f"{character.name}: {', '.join(character.display_image_urls) or 'no image'}")
     finally:
         await broker.shutdown()
+        await store.close()
+
+
+async def _queue_demo_jobs(broker: EngineBroker, store: CharacterStore, jobs: int) -> list[str]:
+    poses = await store.list_poses()
+    ids: list[str] = []
+    for i in range(jobs):
+        pose = poses[i % len(poses)]
+        character = await store.create_character(
+            NewCharacter(user_id="demo-user", name=f"Demo Character {i}", pose_id=pose.id)
+        )
+        job_id = await add_image_generation_job(
+            broker,
+            CharacterRef(id=character.id, name=character.name),
+            PoseRef(id=pose.id, name=pose.name),
+            "demo-user",
+            _PRIORITIES[i % 4],
+        )
+        await store.set_image_job(character.id, job_id)
+        ids.append(character.id)
+    return ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         say(f"bad setting: {exc}")
         return 2
-    with redis_for(settings, args.private_redis) as url:
-        env = {**os.environ, "REDIS_URL": url}
+    with redis_for(settings, args.private_redis) as url, upstream_for(settings) as upstream:
+        env = {**os.environ, "REDIS_URL": url, **upstream}
         children = [
             spawn(["-m", "imagequeue_worker", "run"], env),
             spawn(["-m", "imagequeue_worker", "scheduler"], env),

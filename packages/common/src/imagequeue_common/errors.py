@@ -46,6 +46,13 @@ class DuplicateJobError(ImageQueueError):
         self.job_id = job_id
 
 
+class GenerationDisabledError(ImageQueueError):
+    """``AI_GENERATION_ENABLED`` is false: no image job was queued."""
+
+    def __init__(self) -> None:
+        super().__init__("AI image generation is disabled (AI_GENERATION_ENABLED=false)")
+
+
 class QueueUnavailableError(ImageQueueError):
     """Redis did not answer; the operation may be tried again later."""
 

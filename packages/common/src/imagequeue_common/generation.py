@@ -17,7 +17,7 @@ from imagequeue_common.contracts import (
     PoseRef,
     Priority,
 )
-from imagequeue_common.errors import ImageQueueError, InvalidJobError
+from imagequeue_common.errors import GenerationDisabledError, ImageQueueError, InvalidJobError
 from imagequeue_common.queue.broker import EngineBroker
 
 log = logging.getLogger("imagequeue.jobs")
@@ -30,14 +30,17 @@ async def add_image_generation_job(
     user_id: str,
     priority: Priority | str = Priority.NORMAL,
     *,
-    quality: str = "hq",
+    quality: str | None = None,
     job_id: str | None = None,
 ) -> str:
     """Queue one image for ``character`` in ``pose``; returns the job id.
 
-    Raises :class:`InvalidJobError` for a bad priority or payload (nothing is queued) and
-    :class:`DuplicateJobError` when ``job_id`` is taken.
+    Raises :class:`InvalidJobError` for a bad priority or payload (nothing is queued),
+    :class:`DuplicateJobError` when ``job_id`` is taken, and
+    :class:`GenerationDisabledError` when ``AI_GENERATION_ENABLED`` is false.
     """
+    if not broker.settings.ai_generation_enabled:
+        raise GenerationDisabledError
     try:
         level = Priority.parse(priority)
         payload = GenerateImagePayload(
@@ -46,7 +49,7 @@ async def add_image_generation_job(
             pose_id=pose.id,
             pose_name=pose.name,
             user_id=user_id,
-            quality=quality,
+            quality=quality or broker.settings.ai_generation_quality,  # type: ignore[arg-type]
         )
         payload = msgspec.convert(msgspec.to_builtins(payload), GenerateImagePayload)
     except (ValueError, msgspec.ValidationError) as exc:
@@ -61,12 +64,12 @@ async def add_image_generation_job(
         if isinstance(exc.__cause__, ImageQueueError):
             raise exc.__cause__ from None
         raise
+    # Names, not prompts: the character's description and traits stay out of logs.
     log.info(
-        "Added image generation job %s to queue (priority: %s)",
-        job_id,
-        level.value,
+        "Added image generation job %s to queue (priority: %s)\n   Character: %s, Pose: %s",
+        job_id, level.value, character.name, pose.name,
         extra={"job_id": job_id, "character_id": character.id, "pose_id": pose.id},
-    )
+    )  # fmt: skip
     return job_id
 
 

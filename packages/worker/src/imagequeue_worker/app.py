@@ -8,6 +8,7 @@ import os
 from taskiq import TaskiqScheduler
 from taskiq.schedule_sources import LabelScheduleSource
 
+from imagequeue_common.logs import configure_logging
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import Settings, load_settings
 from imagequeue_worker.tasks import register_tasks
@@ -22,8 +23,10 @@ def build_broker(settings: Settings) -> EngineBroker:
 
 def create_broker() -> EngineBroker:
     """Entry point for ``taskiq worker``: settings come from the environment, once."""
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_format)
     quiet_taskiq_receiver()
-    return build_broker(load_settings(os.environ))
+    return build_broker(settings)
 
 
 class _DropTaskErrors(logging.Filter):

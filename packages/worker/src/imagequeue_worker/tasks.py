@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from typing import Any
 
 import msgspec
@@ -18,6 +16,7 @@ from imagequeue_common.contracts import (
 from imagequeue_common.errors import TerminalJobError
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.context import CurrentJob
+from imagequeue_worker.resources import Pipeline, register_resources
 
 log = logging.getLogger("imagequeue.worker")
 
@@ -25,21 +24,18 @@ log = logging.getLogger("imagequeue.worker")
 def register_tasks(broker: EngineBroker) -> None:
     """Register every task of the worker on ``broker`` (explicitly, no import side effects)."""
     settings = broker.settings
+    register_resources(broker)
 
     @broker.task(task_name=GENERATE_IMAGE_TASK)
-    async def generate_image(payload: dict[str, Any], job: CurrentJob) -> dict[str, str]:
-        # Stand-in until the image pipeline lands: simulates a GPU call with progress.
+    async def generate_image(
+        payload: dict[str, Any], job: CurrentJob, pipeline: Pipeline
+    ) -> dict[str, Any]:
         try:
             request = msgspec.convert(payload, GenerateImagePayload)
         except msgspec.ValidationError as exc:
             raise TerminalJobError(f"invalid generate_image payload: {exc}") from None
-        log.info("Processing image generation job %s (attempt %d/%d)",
-                 job.id, job.attempt, job.max_attempts)  # fmt: skip
-        await job.progress(10, "started")
-        await asyncio.sleep(random.uniform(0.5, 2.0))  # noqa: S311
-        await job.progress(80, "image received")
-        await job.progress(100, "saved")
-        return {"character_id": request.character_id, "image": ""}
+        result = await pipeline.run(request, job)
+        return msgspec.to_builtins(result)  # type: ignore[no-any-return]
 
     @broker.task(task_name=CLEAN_TASK, schedule=[{"cron": settings.clean_cron}])
     async def clean() -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from taskiq import Context, TaskiqDepends
@@ -9,6 +10,8 @@ from taskiq import Context, TaskiqDepends
 from imagequeue_common.errors import JobCancelledError, LeaseLostError, QueueUnavailableError
 from imagequeue_common.queue.broker import EngineBroker, Lease
 from imagequeue_common.queue.ledger import JobLedger
+
+log = logging.getLogger("imagequeue.worker")
 
 
 class JobHandle:
@@ -40,6 +43,20 @@ class JobHandle:
         :class:`LeaseLostError` when another worker has taken the job over.
         """
         answer = await self._ledger.progress(self.id, self._lease.token, percent, message)
+        log.info("Job %s progress: %d%%", self.id, percent, extra={"job_id": self.id})
+        self._check(answer)
+
+    async def cancel_requested(self) -> bool:
+        """True once the job was cancelled; cheap enough for a polling loop (one HMGET).
+
+        Raises :class:`LeaseLostError` when another worker has taken the job over.
+        """
+        answer = await self._ledger.run_status(self.id, self._lease.token)
+        if answer < 0:
+            raise LeaseLostError(self.id)
+        return answer == 0
+
+    def _check(self, answer: int) -> None:
         if answer == 0:
             raise JobCancelledError(self.id)
         if answer < 0:

@@ -190,6 +190,15 @@ class JobLedger:
         )
         return answer
 
+    async def run_status(self, job_id: str, token: str) -> int:
+        """Like :meth:`progress` without writing: 1 go on, 0 cancel requested, -1 lease lost."""
+        state, held, cancel = await self.client.hmget(
+            self.keys.job(job_id), ["state", "token", "cancel"]
+        )
+        if state != "active" or held != token:
+            return -1
+        return 0 if cancel == "1" else 1
+
     async def cancel(self, job_id: str) -> Literal["cancelled", "requested"]:
         """Cancel a waiting/delayed job now, or ask an active one's worker to stop it."""
         k = self.keys

@@ -1,0 +1,183 @@
+"""The one way adapters talk HTTP: capped bodies, typed errors, Retry-After, auth headers.
+
+Every adapter goes through :class:`UpstreamHTTP`, so the error classes are the same for all
+of them: timeouts, connection errors, 408, 429 and 5xx are retryable; other 4xx are
+terminal; a body past ``AI_MAX_RESPONSE_BYTES`` is treated like a broken image.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import math
+import time
+from typing import Any
+
+import httpx
+import msgspec
+
+from imagequeue_common.errors import (
+    InvalidImageError,
+    UpstreamRetryableError,
+    UpstreamTerminalError,
+)
+from imagequeue_common.settings import Settings
+
+RETRYABLE_4XX = frozenset({408, 425, 429})
+MAX_RETRY_AFTER_S = 3600.0
+_ERROR_SNIPPET = 200
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """A successful (2xx) response, read whole."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+    @property
+    def is_json(self) -> bool:
+        """True when the server says the body is JSON."""
+        return "json" in self.content_type
+
+
+def create_client(settings: Settings) -> httpx.AsyncClient:
+    """The worker's one client: connection pool, timeouts and the API-key header."""
+    headers = {"User-Agent": "imagequeue"}
+    key = settings.ai_generation_api_key
+    if key:
+        header = settings.ai_generation_api_key_header
+        headers[header] = f"Bearer {key}" if header.lower() == "authorization" else key
+    timeout = httpx.Timeout(
+        connect=settings.ai_connect_timeout_s,
+        read=settings.ai_read_timeout_s,
+        write=settings.ai_read_timeout_s,
+        pool=settings.ai_total_timeout_s,
+    )
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    return httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+
+
+class UpstreamHTTP:
+    """An adapter's HTTP side, named for its backend in every error."""
+
+    def __init__(self, backend: str, client: httpx.AsyncClient, max_bytes: int) -> None:
+        self.backend = backend
+        self.client = client
+        self.max_bytes = max_bytes
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        request_id: str = "",
+    ) -> Answer:
+        """One request; raises the typed upstream errors for anything but a 2xx."""
+        headers = {"X-Request-ID": request_id} if request_id else None
+        try:
+            async with self.client.stream(
+                method, url, json=json, params=params, headers=headers
+            ) as response:
+                body = await self._read(response)
+        except httpx.TimeoutException as exc:
+            raise UpstreamRetryableError(self.backend, f"timeout ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise UpstreamRetryableError(self.backend, f"connection error: {exc}") from None
+        self._check_status(response, body)
+        return Answer(response.status_code, response.headers.get("content-type", ""), body)
+
+    async def post_json(self, url: str, body: Any, *, request_id: str = "") -> Any:
+        """POST ``body`` as JSON and decode the JSON answer."""
+        answer = await self.send("POST", url, json=body, request_id=request_id)
+        return self.decode_json(answer)
+
+    async def get_json(self, url: str) -> Any:
+        """GET ``url`` and decode the JSON answer."""
+        return self.decode_json(await self.send("GET", url))
+
+    def decode_json(self, answer: Answer) -> Any:
+        """The JSON of ``answer``; a body that is not JSON is a broken answer (retryable)."""
+        try:
+            return msgspec.json.decode(answer.body)
+        except msgspec.DecodeError:
+            raise InvalidImageError(self.backend, "the answer is not JSON") from None
+
+    async def image_from(self, value: object) -> bytes:
+        """Image bytes from a JSON value: base64, a ``data:`` URL, or an http(s) URL."""
+        if not isinstance(value, str) or not value:
+            raise InvalidImageError(self.backend, "no image in the answer")
+        if value.startswith(("http://", "https://")):
+            return (await self.send("GET", value)).body
+        if value.startswith("data:"):
+            value = value.partition(",")[2]
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImageError(self.backend, "the image is not valid base64") from None
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            raise InvalidImageError(self.backend, f"answer larger than {self.max_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise InvalidImageError(self.backend, f"answer larger than {self.max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _check_status(self, response: httpx.Response, body: bytes) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        detail = f"HTTP {status}{_error_detail(body)}"
+        if status >= 500 or status in RETRYABLE_4XX:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise UpstreamRetryableError(
+                self.backend, detail, status=status, retry_after_s=retry_after
+            )
+        raise UpstreamTerminalError(self.backend, detail, status=status)
+
+
+def parse_retry_after(raw: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds, fractions allowed, or an HTTP date)."""
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _error_detail(body: bytes) -> str:
+    """A short reason from an error body: the JSON message when there is one, else nothing.
+
+    Only a message field is kept, capped: upstream error pages may echo the prompt.
+    """
+    try:
+        data = msgspec.json.decode(body[:65536])
+    except msgspec.DecodeError:
+        return ""
+    message: object = data
+    for key in ("error", "message", "detail"):
+        if isinstance(message, dict) and key in message:
+            message = message[key]
+    if isinstance(message, dict):
+        message = message.get("message", "")
+    if not isinstance(message, str) or not message:
+        return ""
+    return f": {message[:_ERROR_SNIPPET]}"
