@@ -44,3 +44,7 @@ test *ARGS: lint
 # Engine benchmark: our broker against stock taskiq-redis, one JSON line.
 bench-engine *ARGS:
     uv run python -m bench.engine {{ARGS}}
+
+# Pipeline benchmark: images through workers, the stub AI server and SQLite, one JSON line.
+bench-pipeline *ARGS:
+    uv run python -m bench.pipeline {{ARGS}}

@@ -337,3 +337,29 @@ async def test_stats_total_is_the_sum_of_the_seed_states(ledger: JobLedger) -> N
         1,
     )
     assert (stats.total, stats.cancelled) == (6, 1)
+
+
+async def test_upstream_permits_follow_the_limit_with_its_guard(
+    redis: Redis, settings: Settings
+) -> None:
+    ledger = JobLedger(
+        redis,
+        replace(settings, rate_limit_max=3, rate_limit_duration_ms=400, rate_limit_guard_ms=100),
+    )
+    granted = [await ledger.upstream_permit(f"j{i}", "1") for i in range(3)]
+    assert granted == [0, 0, 0]
+    wait = await ledger.upstream_permit("j3", "1")
+    assert 400 < wait <= 500  # window + guard, less the few ms already gone
+    assert (await ledger.metrics()).upstream_waits == 1
+
+    async def granted_again() -> bool:
+        return await ledger.upstream_permit("j3", "1") == 0
+
+    await wait_until(granted_again, 2, "the window to slide")
+
+
+async def test_upstream_permits_stop_during_a_hold(redis: Redis, settings: Settings) -> None:
+    ledger = JobLedger(redis, replace(settings, rate_limit_max=0))
+    assert await ledger.upstream_permit("a", "1") == 0  # no limit: always, but for a hold
+    await ledger.hold(300)
+    assert 0 < await ledger.upstream_permit("a", "1") <= 300

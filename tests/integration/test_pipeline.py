@@ -380,3 +380,23 @@ async def test_progress_points_and_lifecycle_log(
 
 async def _logged(logs: Path, needle: str) -> bool:
     return any(needle in p.read_text() for p in logs.iterdir())
+
+
+async def test_the_gpu_side_never_sees_more_than_the_rate_limit(
+    workers: list[WorkerProcess],
+    redis: Redis,
+    pipe_settings: Settings,
+    store: CharacterStore,
+    client: EngineBroker,
+    stub_ai: StubServer,
+) -> None:
+    """Limits are counted at claim *and* when the request goes out: between the two, store
+    reads and a busy event loop add jitter that would otherwise bunch requests together."""
+    settings = replace(pipe_settings, rate_limit_max=8, rate_limit_duration_ms=1000)
+    await run_workers(workers, redis, settings, count=2)
+    ids = [await enqueue(client, store, await new_character(store, f"R{i}")) for i in range(24)]
+    for job_id in ids:
+        await wait_job(client, job_id, JobState.COMPLETED, 30)
+    stats = stub_ai.stats()
+    assert stats["submissions"] == 24
+    assert stats["peak_per_second"] <= 8

@@ -40,6 +40,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_max: int = 10
     """At most this many job starts in any sliding window of ``rate_limit_duration_ms``."""
     rate_limit_duration_ms: int = 1000
+    rate_limit_guard_ms: int = 25
+    """Added to the window when a job asks to send its AI request (``permit.lua``), so the
+    jitter between the permit and the request's arrival cannot squeeze ``max + 1`` requests
+    into one window as the GPU side sees it."""
     worker_concurrency: int = 5
 
     job_retries: int = 3
@@ -109,6 +113,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         checks: list[tuple[str, bool]] = [
             ("RATE_LIMIT_MAX must be 0 (no limit) or more", self.rate_limit_max >= 0),
             ("RATE_LIMIT_DURATION_MS must be at least 1", self.rate_limit_duration_ms >= 1),
+            ("RATE_LIMIT_GUARD_MS must be 0 or more", self.rate_limit_guard_ms >= 0),
             ("WORKER_CONCURRENCY must be from 1 to 1000", 1 <= self.worker_concurrency <= 1000),
             ("JOB_RETRIES must be from 0 to 100", 0 <= self.job_retries <= 100),
             ("BACKOFF_DELAY_MS must be 0 or more", self.backoff_delay_ms >= 0),
@@ -266,6 +271,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "LOG_FORMAT": ("log_format", _parse_log_format),
     "RATE_LIMIT_MAX": ("rate_limit_max", _parse_int),
     "RATE_LIMIT_DURATION_MS": ("rate_limit_duration_ms", _parse_int),
+    "RATE_LIMIT_GUARD_MS": ("rate_limit_guard_ms", _parse_int),
     "WORKER_CONCURRENCY": ("worker_concurrency", _parse_int),
     "JOB_RETRIES": ("job_retries", _parse_int),
     "BACKOFF_TYPE": ("backoff_type", _parse_backoff),

@@ -114,6 +114,7 @@ class ImagePipeline:
     async def _generate(self, request: ImageRequest, job: JobHandle) -> bytes:
         total = self.settings.ai_total_timeout_s
         backend = self.backend.name
+        await self._permit(job)
         try:
             async with asyncio.timeout(total):
                 raw = await self.backend.generate(request, job)
@@ -128,6 +129,13 @@ class ImagePipeline:
         except ImageDecodeError as exc:
             raise InvalidImageError(backend, str(exc)) from None
         return checked.png
+
+    async def _permit(self, job: JobHandle) -> None:
+        """Wait until the rate limit (and any 429 hold) lets this job's request go out."""
+        while (wait_ms := await self.ledger.upstream_permit(job.id, job.token)) > 0:
+            if await job.cancel_requested():
+                raise JobCancelledError(job.id)
+            await asyncio.sleep(wait_ms / 1000)
 
     async def _hold_queue(self, exc: UpstreamRetryableError) -> None:
         """A 429 is about the whole GPU side: every worker stops claiming, not just this one."""

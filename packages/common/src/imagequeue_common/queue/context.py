@@ -32,6 +32,11 @@ class JobHandle:
         return self._lease.attempts
 
     @property
+    def token(self) -> str:
+        """The lease token this run holds the job under."""
+        return self._lease.token
+
+    @property
     def max_attempts(self) -> int:
         """Runs allowed in all (retries + 1)."""
         return self._lease.max_attempts

@@ -20,6 +20,7 @@ class QueueKeys(NamedTuple):
     failed: str
     cancelled: str
     limiter: str
+    upstream: str
     meta: str
     events: str
     marker: str
@@ -39,6 +40,7 @@ class QueueKeys(NamedTuple):
             failed=p + "failed",
             cancelled=p + "cancelled",
             limiter=p + "limiter",
+            upstream=p + "upstream",
             meta=p + "meta",
             events=p + "events",
             marker=p + "marker",

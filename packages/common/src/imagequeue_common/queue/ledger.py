@@ -63,6 +63,8 @@ class LedgerMetrics(msgspec.Struct, frozen=True):
     stalled: int = 0
     cancelled: int = 0
     rate_limited: int = 0
+    upstream_waits: int = 0
+    """AI requests that had to wait for the rate limit after their job was claimed."""
     run_ms_completed: int = 0
 
 
@@ -189,6 +191,17 @@ class JobLedger:
             "progress", [k.events], [k.prefix, self._maxlen, job_id, token, percent, message]
         )
         return answer
+
+    async def upstream_permit(self, job_id: str, token: str) -> int:
+        """0 when a job may send its AI request now, else the ms to wait (limit or hold)."""
+        s, k = self.settings, self.keys
+        window = s.rate_limit_duration_ms + s.rate_limit_guard_ms
+        wait: int = await self._scripts.call(
+            "permit",
+            [k.upstream, k.meta, k.metrics],
+            [s.rate_limit_max, window, f"{job_id}:{token}"],
+        )
+        return wait
 
     async def run_status(self, job_id: str, token: str) -> int:
         """Like :meth:`progress` without writing: 1 go on, 0 cancel requested, -1 lease lost."""
