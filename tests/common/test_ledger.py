@@ -13,6 +13,7 @@ from imagequeue_common.errors import (
     InvalidJobError,
     JobNotFoundError,
     JobStateError,
+    UserQuotaError,
 )
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.settings import Settings, replace
@@ -363,3 +364,52 @@ async def test_upstream_permits_stop_during_a_hold(redis: Redis, settings: Setti
     assert await ledger.upstream_permit("a", "1") == 0  # no limit: always, but for a hold
     await ledger.hold(300)
     assert 0 < await ledger.upstream_permit("a", "1") <= 300
+
+
+async def test_user_quota_counts_unfinished_jobs(ledger: JobLedger) -> None:
+    for i in range(3):
+        await add(ledger, f"q{i}", user_id="flood", user_quota=3)
+    with pytest.raises(UserQuotaError, match="already has 3 unfinished jobs"):
+        await add(ledger, "q3", user_id="flood", user_quota=3)
+    with pytest.raises(JobNotFoundError):
+        await ledger.get_job("q3")  # nothing written
+    await add(ledger, "other", user_id="calm", user_quota=3)  # users are independent
+    await ledger.cancel("q0")  # waiting -> cancelled frees one
+    await add(ledger, "q4", user_id="flood", user_quota=3)
+    jobs = (await ledger.claim("w", 10)).jobs
+    assert await ledger.user_pending("flood") == 3  # active still counts
+    done = [FinishOp(j.job_id, j.token, "completed", "1") for j in jobs if j.job_id == "q1"]
+    fail = [FinishOp(j.job_id, j.token, "failed", "", "boom") for j in jobs if j.job_id == "q2"]
+    assert await ledger.finish(done + fail) == [True, True]
+    assert await ledger.user_pending("flood") == 1
+    await ledger.retry_failed("q2")  # back from the dead letters: counts again
+    assert await ledger.user_pending("flood") == 2
+    assert await ledger.user_pending("calm") == 1
+
+
+async def test_position_is_the_claim_order(ledger: JobLedger) -> None:
+    await add(ledger, "low", Priority.LOW)
+    await add(ledger, "n1")
+    await add(ledger, "n2")
+    await add(ledger, "high", Priority.HIGH)
+    assert [await ledger.position(i) for i in ("high", "n1", "n2", "low")] == [0, 1, 2, 3]
+    await ledger.claim("w", 1)
+    assert await ledger.position("high") is None  # active: not waiting any more
+    assert await ledger.position("low") == 2
+
+
+async def test_throughput_and_live_workers(ledger: JobLedger) -> None:
+    assert (await ledger.throughput()).completed == 0
+    for i in range(4):
+        await add(ledger, f"t{i}")
+    jobs = (await ledger.claim("w1", 4)).jobs
+    await ledger.finish([FinishOp(j.job_id, j.token, "completed", "1") for j in jobs])
+    recent = await ledger.throughput()
+    assert (recent.completed, recent.window_s) == (4, 60)
+    assert recent.per_minute == 4
+    assert recent.mean_run_s is not None
+    assert recent.mean_run_s < 5
+    await ledger.extend("w1", '{"host": "h", "pid": 7, "concurrency": 5, "running": 2}', [])
+    [worker] = await ledger.live_workers()
+    assert (worker.id, worker.host, worker.pid, worker.concurrency, worker.running) == (
+        "w1", "h", 7, 5, 2)  # fmt: skip

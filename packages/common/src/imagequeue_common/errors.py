@@ -53,6 +53,15 @@ class GenerationDisabledError(ImageQueueError):
         super().__init__("AI image generation is disabled (AI_GENERATION_ENABLED=false)")
 
 
+class UserQuotaError(ImageQueueError):
+    """The user already has as many unfinished jobs as allowed; nothing was queued."""
+
+    def __init__(self, user_id: str, limit: int) -> None:
+        super().__init__(f"user {user_id!r} already has {limit} unfinished jobs")
+        self.user_id = user_id
+        self.limit = limit
+
+
 class QueueUnavailableError(ImageQueueError):
     """Redis did not answer; the operation may be tried again later."""
 

@@ -45,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jitter between the permit and the request's arrival cannot squeeze ``max + 1`` requests
     into one window as the GPU side sees it."""
     worker_concurrency: int = 5
+    user_max_pending: int = 100
+    """Most unfinished (waiting, delayed, active) jobs one user may have; 0: no limit."""
 
     job_retries: int = 3
     """Retries after the first run: 3 means 4 runs in all."""
@@ -115,6 +117,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("RATE_LIMIT_DURATION_MS must be at least 1", self.rate_limit_duration_ms >= 1),
             ("RATE_LIMIT_GUARD_MS must be 0 or more", self.rate_limit_guard_ms >= 0),
             ("WORKER_CONCURRENCY must be from 1 to 1000", 1 <= self.worker_concurrency <= 1000),
+            ("USER_MAX_PENDING must be 0 (no limit) or more", self.user_max_pending >= 0),
             ("JOB_RETRIES must be from 0 to 100", 0 <= self.job_retries <= 100),
             ("BACKOFF_DELAY_MS must be 0 or more", self.backoff_delay_ms >= 0),
             ("LEASE_MS must be at least 30", self.lease_ms >= 30),
@@ -273,6 +276,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "RATE_LIMIT_DURATION_MS": ("rate_limit_duration_ms", _parse_int),
     "RATE_LIMIT_GUARD_MS": ("rate_limit_guard_ms", _parse_int),
     "WORKER_CONCURRENCY": ("worker_concurrency", _parse_int),
+    "USER_MAX_PENDING": ("user_max_pending", _parse_int),
     "JOB_RETRIES": ("job_retries", _parse_int),
     "BACKOFF_TYPE": ("backoff_type", _parse_backoff),
     "BACKOFF_DELAY_MS": ("backoff_delay_ms", _parse_int),

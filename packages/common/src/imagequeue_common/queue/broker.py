@@ -148,6 +148,7 @@ class EngineBroker(AsyncBroker):
             user_id=_label_str(labels, "user_id"),
             delay_ms=_delay_ms(labels.get("delay")),
             max_attempts=_label_int(labels, "max_attempts"),
+            user_quota=self.settings.user_max_pending,
         )
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:

@@ -26,6 +26,7 @@ class QueueKeys(NamedTuple):
     marker: str
     metrics: str
     workers: str
+    users: str
 
     @classmethod
     def for_queue(cls, queue: str, namespace: str = "iq") -> QueueKeys:
@@ -46,6 +47,7 @@ class QueueKeys(NamedTuple):
             marker=p + "marker",
             metrics=p + "metrics",
             workers=p + "workers",
+            users=p + "users",
         )
 
     def job(self, job_id: str) -> str:

@@ -18,6 +18,7 @@ from imagequeue_common.errors import (
     InvalidJobError,
     JobNotFoundError,
     JobStateError,
+    UserQuotaError,
 )
 from imagequeue_common.queue.jobs import Claimed, ClaimResult, Job
 from imagequeue_common.queue.keys import QueueKeys
@@ -68,6 +69,35 @@ class LedgerMetrics(msgspec.Struct, frozen=True):
     run_ms_completed: int = 0
 
 
+class Throughput(msgspec.Struct, frozen=True):
+    """Completions over a recent window."""
+
+    window_s: int
+    completed: int
+    run_ms: int
+
+    @property
+    def per_minute(self) -> float:
+        """Completed jobs per minute over the window."""
+        return self.completed * 60 / self.window_s
+
+    @property
+    def mean_run_s(self) -> float | None:
+        """Mean run time of the completed jobs, or None when none completed."""
+        return self.run_ms / self.completed / 1000 if self.completed else None
+
+
+class WorkerInfo(msgspec.Struct, frozen=True):
+    """A live worker process, from its heartbeat."""
+
+    id: str
+    last_beat_ms: int
+    host: str = ""
+    pid: int = 0
+    concurrency: int = 0
+    running: int = 0
+
+
 class JobLedger:
     """Operations on one queue's jobs in Redis."""
 
@@ -88,8 +118,11 @@ class JobLedger:
         user_id: str = "",
         delay_ms: int = 0,
         max_attempts: int | None = None,
+        user_quota: int = 0,
     ) -> JobState:
-        """Add a job; raises :class:`DuplicateJobError` if the id exists (nothing changes)."""
+        """Add a job; raises :class:`DuplicateJobError` if the id exists and
+        :class:`UserQuotaError` when ``user_id`` already has ``user_quota`` unfinished jobs
+        (0: no quota); nothing changes in either case."""
         if delay_ms < 0:
             raise InvalidJobError(f"delay must not be negative, got {delay_ms} ms")
         attempts = self.settings.job_retries + 1 if max_attempts is None else max_attempts
@@ -98,12 +131,14 @@ class JobLedger:
         k = self.keys
         state = await self._scripts.call(
             "enqueue",
-            [k.waiting, k.delayed, k.events, k.marker, k.meta],
+            [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
-             delay_ms, attempts, self._maxlen],
+             delay_ms, attempts, self._maxlen, user_quota],
         )  # fmt: skip
         if state == 0:
             raise DuplicateJobError(job_id)
+        if state == -1:
+            raise UserQuotaError(user_id, user_quota)
         return JobState(state)
 
     async def claim(
@@ -117,7 +152,7 @@ class JobLedger:
         reply = await self._scripts.call(
             "claim",
             [k.waiting, k.delayed, k.active, k.limiter, k.events, k.meta, k.marker, k.metrics,
-             k.completed, k.failed, k.cancelled],
+             k.completed, k.failed, k.cancelled, k.users],
             [k.prefix, s.lease_ms, s.rate_limit_max, s.rate_limit_duration_ms, worker_id, want,
              self._maxlen, *_op_args(finished)],
         )  # fmt: skip
@@ -141,7 +176,7 @@ class JobLedger:
         flags: str = await self._scripts.call(
             "finish",
             [k.active, k.completed, k.failed, k.delayed, k.cancelled, k.events, k.metrics,
-             k.marker],
+             k.marker, k.users],
             [k.prefix, self._maxlen, *_op_args(ops)],
         )  # fmt: skip
         return [flag == "1" for flag in flags]
@@ -164,7 +199,7 @@ class JobLedger:
         k = self.keys
         requeued, dead = await self._scripts.call(
             "recover",
-            [k.active, k.waiting, k.failed, k.events, k.marker, k.metrics],
+            [k.active, k.waiting, k.failed, k.events, k.marker, k.metrics, k.users],
             [k.prefix, self.settings.stall_limit, self._maxlen, _BATCH],
         )
         return list(requeued), list(dead)
@@ -217,7 +252,7 @@ class JobLedger:
         k = self.keys
         answer = await self._scripts.call(
             "cancel",
-            [k.waiting, k.delayed, k.cancelled, k.events, k.metrics],
+            [k.waiting, k.delayed, k.cancelled, k.events, k.metrics, k.users],
             [k.prefix, self._maxlen, job_id],
         )
         if answer == "missing":
@@ -245,7 +280,7 @@ class JobLedger:
         k = self.keys
         answer: int | str = await self._scripts.call(
             "retry_failed",
-            [k.failed, k.waiting, k.events, k.marker, k.meta],
+            [k.failed, k.waiting, k.events, k.marker, k.meta, k.users],
             [k.prefix, self._maxlen, job_id, _BATCH],
         )
         return answer
@@ -292,6 +327,46 @@ class JobLedger:
         if not fields:
             raise JobNotFoundError(job_id)
         return Job.from_hash(job_id, fields, payload or "")
+
+    async def position(self, job_id: str) -> int | None:
+        """Jobs ahead of ``job_id`` in claim order, or None when it is not waiting."""
+        rank = await self.client.zrank(self.keys.waiting, job_id)
+        return None if rank is None else int(rank)  # type: ignore[arg-type]
+
+    async def user_pending(self, user_id: str) -> int:
+        """Unfinished (waiting, delayed or active) jobs of ``user_id``."""
+        return int(await self.client.hget(self.keys.users, user_id) or 0)
+
+    async def throughput(self, window_s: int = 60) -> Throughput:
+        """Jobs completed in about the last ``window_s`` seconds (10 s buckets) and their
+        summed run time."""
+        seconds, _ = await self.client.time()
+        now_bucket = int(seconds) // 10
+        buckets = range(now_bucket - window_s // 10 + 1, now_bucket + 1)
+        fields = [f"{kind}:{b}" for b in buckets for kind in ("c", "ms")]
+        values = await self.client.hmget(self.keys.prefix + "tput", fields)
+        counts = [int(v or 0) for v in values]
+        return Throughput(
+            window_s=len(buckets) * 10, completed=sum(counts[0::2]), run_ms=sum(counts[1::2])
+        )
+
+    async def live_workers(self) -> list[WorkerInfo]:
+        """Workers whose heartbeat is recent (within three leases), newest beat first."""
+        beats: list[tuple[str, float]] = await self.client.zrange(  # type: ignore[assignment]
+            self.keys.workers, 0, -1, desc=True, withscores=True
+        )
+        if not beats:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for worker_id, _ in beats:
+                pipe.hget(self.keys.worker(worker_id), "info")
+            infos = await pipe.execute()
+        workers = []
+        for (worker_id, beat), info in zip(beats, infos, strict=True):
+            if info:
+                details = msgspec.json.decode(info)
+                workers.append(WorkerInfo(id=worker_id, last_beat_ms=int(beat), **details))
+        return workers
 
     async def metrics(self) -> LedgerMetrics:
         """The queue's lifetime counters."""

@@ -40,12 +40,21 @@ local function wake(marker)
   redis.call('LTRIM', marker, 0, 63)
 end
 
+-- Unfinished jobs per user (waiting, delayed or active), for the per-user quota.
+local function user_pending(users, user, by)
+  if user and user ~= '' then
+    if redis.call('HINCRBY', users, user, by) <= 0 then
+      redis.call('HDEL', users, user)
+    end
+  end
+end
+
 -- End one leased run (see finish.lua for the op format). K holds the key names: active,
--- completed, failed, delayed, cancelled, events, metrics, marker. Returns 1 if applied, 0 if
+-- completed, failed, delayed, cancelled, events, metrics, marker, users. Returns 1 if applied, 0 if
 -- the caller's lease was lost (the job was recovered elsewhere): then nothing changes.
 local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind, value, err)
   local jk = prefix .. 'job:' .. id
-  local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at')
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at', 'user')
   if cur[1] ~= 'active' or cur[2] ~= token then
     return 0
   end
@@ -54,6 +63,9 @@ local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind
     kind = 'cancelled'
   end
   local ran = now - tonumber(cur[4] or now)
+  if kind ~= 'retry' then
+    user_pending(K.users, cur[5], -1)
+  end
   if kind == 'completed' then
     moves.push(K.completed, now, id)
     -- A last error from an earlier attempt stays: it tells why the job needed retries.
@@ -110,6 +122,21 @@ local function finish_ops(K, prefix, maxlen, n, first)
   end
   for set, pairs_ in pairs(moves.into) do
     redis.call('ZADD', set, unpack(pairs_))
+  end
+  -- Completions per 10 s bucket (count, run ms) for the live throughput and mean job time,
+  -- in one hash whose fields older than a minute are dropped once it grows past 8 buckets.
+  if counts.completed > 0 then
+    local tput = prefix .. 'tput'
+    local b = math.floor(now / 10000)
+    redis.call('HINCRBY', tput, 'c:' .. b, counts.completed)
+    redis.call('HINCRBY', tput, 'ms:' .. b, counts.run_ms_completed)
+    if redis.call('HLEN', tput) > 16 then
+      for _, f in ipairs(redis.call('HKEYS', tput)) do
+        if tonumber(string.match(f, ':(%d+)$')) < b - 6 then
+          redis.call('HDEL', tput, f)
+        end
+      end
+    end
   end
   -- Counters once per batch, not once per job.
   local names = {completed = 'completed', retry = 'retried', failed = 'failed',

@@ -1,6 +1,7 @@
 -- cancel: a waiting or delayed job is cancelled now; an active one is marked, and its worker
 -- stops it at the next progress point.
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] cancelled  KEYS[4] events  KEYS[5] metrics
+-- KEYS[6] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] events maxlen  ARGV[3] job id
 -- Returns 'cancelled', 'requested', 'missing', or the state that forbids it.
 local id = ARGV[3]
@@ -19,6 +20,7 @@ if state == 'waiting' or state == 'delayed' then
   redis.call('ZADD', KEYS[3], now, id)
   redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', now)
   redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
+  user_pending(KEYS[6], redis.call('HGET', jk, 'user'), -1)
   emit(KEYS[4], ARGV[2], id, 'cancelled')
   return 'cancelled'
 end

@@ -3,7 +3,7 @@
 -- rate limit, and lease up to ARGV[6] of the best waiting jobs to worker ARGV[5].
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] active  KEYS[4] limiter (zset of start times, us)
 -- KEYS[5] events  KEYS[6] meta  KEYS[7] marker  KEYS[8] metrics  KEYS[9] completed
--- KEYS[10] failed  KEYS[11] cancelled
+-- KEYS[10] failed  KEYS[11] cancelled  KEYS[12] users
 -- ARGV[1] key prefix  ARGV[2] lease ms  ARGV[3] rate max (0 = none)  ARGV[4] rate window ms
 -- ARGV[5] worker id  ARGV[6] jobs wanted  ARGV[7] events maxlen  ARGV[8] finish ops, then
 -- 5 values per op as in finish.lua
@@ -12,7 +12,7 @@
 -- 'empty' (wait = ms until the next delayed job is due, or -1), 'limited' (wait = ms to wait)
 -- or 'paused'.
 local K = {active = KEYS[3], completed = KEYS[9], failed = KEYS[10], delayed = KEYS[2],
-  cancelled = KEYS[11], events = KEYS[5], metrics = KEYS[8], marker = KEYS[7]}
+  cancelled = KEYS[11], events = KEYS[5], metrics = KEYS[8], marker = KEYS[7], users = KEYS[12]}
 local flags = finish_ops(K, ARGV[1], ARGV[7], tonumber(ARGV[8]), 9)
 local nowus = now_us()
 local now = math.floor(nowus / 1000)

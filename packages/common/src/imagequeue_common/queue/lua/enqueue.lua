@@ -1,14 +1,21 @@
 -- enqueue: add a new job, waiting (or delayed when ARGV[7] > 0).
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
+-- KEYS[6] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] job id  ARGV[3] task name  ARGV[4] payload
 -- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] user id  ARGV[7] delay ms
--- ARGV[8] max attempts  ARGV[9] events maxlen
--- Returns the new state ('waiting' | 'delayed'), or 0 when the id exists (nothing changed).
+-- ARGV[8] max attempts  ARGV[9] events maxlen  ARGV[10] most unfinished jobs per user (0: any)
+-- Returns the new state ('waiting' | 'delayed'), 0 when the id exists, or -1 when the user
+-- already has ARGV[10] unfinished jobs (nothing changed in either case).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
 if redis.call('EXISTS', jk) == 1 then
   return 0
 end
+local quota = tonumber(ARGV[10])
+if quota > 0 and ARGV[6] ~= '' and tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or '0') >= quota then
+  return -1
+end
+user_pending(KEYS[6], ARGV[6], 1)
 local now = now_ms()
 local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
 local delay = tonumber(ARGV[7])

@@ -1,6 +1,7 @@
 -- recover: return jobs whose lease expired (their worker died or hung) to waiting at their old
 -- place, or dead-letter them once they stalled more than ARGV[2] times.
 -- KEYS[1] active  KEYS[2] waiting  KEYS[3] failed  KEYS[4] events  KEYS[5] marker  KEYS[6] metrics
+-- KEYS[7] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] stall limit  ARGV[3] events maxlen  ARGV[4] batch size
 -- Returns {ids returned to waiting, ids dead-lettered}.
 local now = now_ms()
@@ -19,6 +20,7 @@ for _, id in ipairs(expired) do
     redis.call('ZADD', KEYS[3], now, id)
     redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
     redis.call('HINCRBY', KEYS[6], 'failed', 1)
+    user_pending(KEYS[7], redis.call('HGET', jk, 'user'), -1)
     emit(KEYS[4], ARGV[3], id, 'failed', 'error', err)
     dead[#dead + 1] = id
   else

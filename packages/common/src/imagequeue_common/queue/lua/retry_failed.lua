@@ -1,5 +1,6 @@
 -- retry_failed: move dead-lettered jobs back to waiting with their attempts reset.
 -- KEYS[1] failed  KEYS[2] waiting  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
+-- KEYS[6] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] events maxlen  ARGV[3] job id, or '' for the oldest ARGV[4]
 -- Returns the number of jobs moved; for one id: 1, or the job's state, or 'missing'.
 local ids
@@ -23,6 +24,7 @@ for _, id in ipairs(ids) do
   redis.call('HSET', jk, 'state', 'waiting', 'seq', seq, 'attempts', 0, 'stalls', 0,
     'progress', 0)
   redis.call('HDEL', jk, 'finished_at', 'cancel', 'result')
+  user_pending(KEYS[6], redis.call('HGET', jk, 'user'), 1)
   emit(KEYS[3], ARGV[2], id, 'waiting', 'retried_by_hand', '1')
 end
 if #ids > 0 then
