@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
 import sys
+
+import uvicorn
+
+from imagequeue_api.apikeys import ApiKeyStore
+from imagequeue_api.cli_keys import add_key_commands, run_key_command
+from imagequeue_common.errors import SettingsError
+from imagequeue_common.logs import configure_logging
+from imagequeue_common.redis_conn import command_client
+from imagequeue_common.settings import Settings, load_settings
+
+
+def serve(settings: Settings) -> int:
+    """Run uvicorn with ``API_PROCESSES`` processes on ``API_HOST:API_PORT``."""
+    configure_logging(settings.log_format)
+    uvicorn.run(
+        "imagequeue_api.app:app_from_env",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_processes,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    client = command_client(settings.redis_url_or_default)
+    try:
+        return await run_key_command(args, ApiKeyStore(client, settings.queue_name))
+    finally:
+        await client.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the command."""
-    del argv
-    print("imagequeue-api: not built yet", file=sys.stderr)
-    return 2
+    """Parse the command line, load settings once, run the command."""
+    parser = argparse.ArgumentParser(prog="imagequeue-api")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve the HTTP API (API_HOST, API_PORT, API_PROCESSES)")
+    add_key_commands(sub)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as exc:
+        print(f"imagequeue-api: bad setting: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    return asyncio.run(_keys(args, settings))
 
 
 if __name__ == "__main__":

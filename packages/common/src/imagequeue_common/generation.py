@@ -54,7 +54,7 @@ async def add_image_generation_job(
         payload = msgspec.convert(msgspec.to_builtins(payload), GenerateImagePayload)
     except (ValueError, msgspec.ValidationError) as exc:
         raise InvalidJobError(str(exc)) from None
-    job_id = job_id or f"img-{character.id[:8]}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    job_id = job_id or new_job_id(character.id)
     kicker: AsyncKicker[..., object] = AsyncKicker(
         GENERATE_IMAGE_TASK, broker, labels={"priority": level.value, "user_id": user_id}
     )
@@ -71,6 +71,12 @@ async def add_image_generation_job(
         extra={"job_id": job_id, "character_id": character.id, "pose_id": pose.id},
     )  # fmt: skip
     return job_id
+
+
+def new_job_id(character_id: str = "") -> str:
+    """``img-<character id prefix>-<unix ts>-<random>``, like the seed's ``img-693db123-1702567890``."""
+    prefix = character_id[:8] or uuid.uuid4().hex[:8]
+    return f"img-{prefix}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
 
 
 async def get_queue_stats(broker: EngineBroker) -> dict[str, int]:

@@ -23,7 +23,7 @@ BACKENDS: tuple[Backend, ...] = ("generic", "automatic1111", "openai", "comfyui"
 QUALITIES: tuple[Quality, ...] = ("hq", "standard", "draft")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATA_DIR = "./data"
-_SECRET_FIELDS = frozenset({"ai_generation_api_key"})
+_SECRET_FIELDS = frozenset({"ai_generation_api_key", "api_dev_key", "metrics_token"})
 _URL_FIELDS = frozenset({"redis_url", "database_url", "ai_generation_api_url"})
 
 
@@ -63,6 +63,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     clean_cron: str = "0 */6 * * *"
     events_maxlen: int = 10_000
     """Approximate cap of the queue's event stream."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8088
+    """The seed's port; the dashboard lives on it too (``/admin/queues``)."""
+    api_processes: int = 1
+    api_max_body_bytes: int = 64 * 1024
+    api_user_rps: int = 20
+    """Requests per second one API key may make (429 with Retry-After beyond); 0: no limit."""
+    api_dev_key: str = ""
+    """A development key accepted as a ``premium`` user ``dev`` (``just up`` sets one)."""
+    metrics_token: str = ""
+    """Bearer token for ``/metrics``; unset means ``/metrics`` is off."""
 
     database_url: str = "sqlite:///./data/imagequeue.db"
     """Characters and poses: ``sqlite:///<file>`` or ``postgresql://...``."""
@@ -118,6 +130,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("RATE_LIMIT_GUARD_MS must be 0 or more", self.rate_limit_guard_ms >= 0),
             ("WORKER_CONCURRENCY must be from 1 to 1000", 1 <= self.worker_concurrency <= 1000),
             ("USER_MAX_PENDING must be 0 (no limit) or more", self.user_max_pending >= 0),
+            ("API_PORT must be from 1 to 65535", 0 < self.api_port < 65536),
+            ("API_PROCESSES must be from 1 to 64", 1 <= self.api_processes <= 64),
+            ("API_MAX_BODY_BYTES must be at least 1024", self.api_max_body_bytes >= 1024),
+            ("API_USER_RPS must be 0 (no limit) or more", self.api_user_rps >= 0),
+            (
+                "API_DEV_KEY and METRICS_TOKEN must be empty or at least 16 characters",
+                all(len(t) == 0 or len(t) >= 16 for t in (self.api_dev_key, self.metrics_token)),
+            ),
             ("JOB_RETRIES must be from 0 to 100", 0 <= self.job_retries <= 100),
             ("BACKOFF_DELAY_MS must be 0 or more", self.backoff_delay_ms >= 0),
             ("LEASE_MS must be at least 30", self.lease_ms >= 30),
@@ -277,6 +297,13 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "RATE_LIMIT_GUARD_MS": ("rate_limit_guard_ms", _parse_int),
     "WORKER_CONCURRENCY": ("worker_concurrency", _parse_int),
     "USER_MAX_PENDING": ("user_max_pending", _parse_int),
+    "API_HOST": ("api_host", _parse_str),
+    "API_PORT": ("api_port", _parse_int),
+    "API_PROCESSES": ("api_processes", _parse_int),
+    "API_MAX_BODY_BYTES": ("api_max_body_bytes", _parse_int),
+    "API_USER_RPS": ("api_user_rps", _parse_int),
+    "API_DEV_KEY": ("api_dev_key", _parse_raw),
+    "METRICS_TOKEN": ("metrics_token", _parse_raw),
     "JOB_RETRIES": ("job_retries", _parse_int),
     "BACKOFF_TYPE": ("backoff_type", _parse_backoff),
     "BACKOFF_DELAY_MS": ("backoff_delay_ms", _parse_int),

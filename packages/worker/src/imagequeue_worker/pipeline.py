@@ -29,6 +29,7 @@ from imagequeue_common.errors import (
     PoseNotFoundError,
     TerminalJobError,
     UpstreamRetryableError,
+    UpstreamTerminalError,
 )
 from imagequeue_common.images import ImageDecodeError, check_image
 from imagequeue_common.queue.context import JobHandle
@@ -119,15 +120,19 @@ class ImagePipeline:
             async with asyncio.timeout(total):
                 raw = await self.backend.generate(request, job)
         except TimeoutError:
+            await self.ledger.count_upstream("timeout")
             raise UpstreamRetryableError(backend, f"no image within {total:g}s") from None
-        except UpstreamRetryableError as exc:
-            if exc.status == 429:
+        except (UpstreamRetryableError, UpstreamTerminalError, InvalidImageError) as exc:
+            await self.ledger.count_upstream(_outcome(exc))
+            if isinstance(exc, UpstreamRetryableError) and exc.status == 429:
                 await self._hold_queue(exc)
             raise
         try:
             checked = await asyncio.to_thread(check_image, raw)
         except ImageDecodeError as exc:
+            await self.ledger.count_upstream("invalid_image")
             raise InvalidImageError(backend, str(exc)) from None
+        await self.ledger.count_upstream("ok")
         return checked.png
 
     async def _permit(self, job: JobHandle) -> None:
@@ -165,6 +170,16 @@ class ImagePipeline:
         # Another run of this job recorded its image first: keep that one, drop ours.
         self.assets.remove(saved.filename)
         return await self.store.image_for_job(job.id) or saved.url
+
+
+def _outcome(exc: Exception) -> str:
+    """A metrics label for a failed AI request: its HTTP status, else what went wrong."""
+    status = getattr(exc, "status", None)
+    if status is not None:
+        return str(status)
+    if isinstance(exc, InvalidImageError):
+        return "invalid_image"
+    return "timeout" if "timeout" in str(exc) else "connection"
 
 
 def _extra(job: JobHandle, payload: GenerateImagePayload) -> dict[str, object]:

@@ -333,6 +333,15 @@ class JobLedger:
         rank = await self.client.zrank(self.keys.waiting, job_id)
         return None if rank is None else int(rank)  # type: ignore[arg-type]
 
+    async def count_upstream(self, outcome: str) -> None:
+        """Count one AI request's outcome (an HTTP status, ``timeout``, ``connection``, ...)."""
+        await self.client.hincrby(self.keys.prefix + "upstream_status", outcome, 1)
+
+    async def upstream_counts(self) -> dict[str, int]:
+        """AI request outcomes since the queue was created."""
+        raw = await self.client.hgetall(self.keys.prefix + "upstream_status")
+        return {str(k): int(v) for k, v in raw.items()}
+
     async def user_pending(self, user_id: str) -> int:
         """Unfinished (waiting, delayed or active) jobs of ``user_id``."""
         return int(await self.client.hget(self.keys.users, user_id) or 0)

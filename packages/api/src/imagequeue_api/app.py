@@ -1,0 +1,59 @@
+"""``create_app``: routes, dependencies, error mapping and the lifespan, wired in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from imagequeue_api import problems
+from imagequeue_api.auth import provide_caller, provide_resources
+from imagequeue_api.resources import lifespan
+from imagequeue_api.routes.catalog import PoseController, queue_stats
+from imagequeue_api.routes.characters import CharacterController
+from imagequeue_api.routes.generations import GenerationController
+from imagequeue_api.routes.health import healthz, metrics, readyz
+from imagequeue_common.settings import Settings, load_settings
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The imagequeue API for ``settings`` (nothing connects until the app starts)."""
+    api = Router(
+        path="/",
+        route_handlers=[CharacterController, GenerationController, PoseController, queue_stats],
+        dependencies={"caller": Provide(provide_caller)},
+        security=[{"bearer": []}],
+    )
+    handlers: list[ControllerRouterHandler] = [api, healthz, readyz, metrics]
+    if settings.assets_url_prefix.startswith("/"):
+        Path(settings.assets_dir).mkdir(parents=True, exist_ok=True)
+        assets = create_static_files_router(
+            settings.assets_url_prefix, [settings.assets_dir], name="assets"
+        )
+        handlers.append(assets)
+    return Litestar(
+        route_handlers=handlers,
+        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        exception_handlers={Exception: problems.handle},
+        lifespan=[lifespan(settings)],
+        request_max_body_size=settings.api_max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="imagequeue",
+            version="0.1.0",
+            path="/schema",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+            ),
+        ),
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for uvicorn (``imagequeue_api.app:app_from_env``): settings from the environment."""
+    return create_app(load_settings(os.environ))

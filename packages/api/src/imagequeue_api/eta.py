@@ -1,0 +1,73 @@
+"""A job's place in the queue and when it should be done.
+
+Position is exact (the job's rank in the waiting set, which is claim order). The ETA is an
+estimate from the jobs ahead, the start rate the queue can sustain — the global rate limit
+or the live workers' slots over the mean job time, whichever is lower — and the recent mean
+job time (last minute, else lifetime, else the seed's 45 s).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import msgspec
+
+from imagequeue_common.contracts import JobState
+from imagequeue_common.queue.jobs import Job
+from imagequeue_common.queue.ledger import JobLedger
+
+DEFAULT_JOB_S = 45.0
+"""The seed's typical image time (30-60 s), used until the queue has measured its own."""
+
+
+class QueueRates(msgspec.Struct, frozen=True):
+    """What the ETA needs to know about the queue right now."""
+
+    mean_job_s: float
+    slots: int
+    rate_per_s: float
+    """Starts per second the rate limit allows (``inf`` without a limit)."""
+
+    @property
+    def start_rate(self) -> float:
+        """Job starts per second the queue can sustain now (0 with no live worker)."""
+        if self.slots == 0:
+            return 0.0
+        return min(self.rate_per_s, self.slots / self.mean_job_s)
+
+
+async def queue_rates(ledger: JobLedger) -> QueueRates:
+    """Measure the queue's current rates (three Redis reads)."""
+    settings = ledger.settings
+    recent = await ledger.throughput()
+    mean = recent.mean_run_s
+    if mean is None:
+        lifetime = await ledger.metrics()
+        mean = lifetime.run_ms_completed / lifetime.completed / 1000 if lifetime.completed else None
+    workers = await ledger.live_workers()
+    limit = settings.rate_limit_max
+    rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
+    return QueueRates(
+        mean_job_s=max(mean or DEFAULT_JOB_S, 0.001),
+        slots=sum(w.concurrency for w in workers),
+        rate_per_s=rate,
+    )
+
+
+def eta_seconds(
+    job: Job, position: int | None, rates: QueueRates, now_ms: float | None = None
+) -> float | None:
+    """Seconds until ``job`` is expected to finish; None when unknowable (no workers)."""
+    now = time.time() * 1000 if now_ms is None else now_ms
+    if job.state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
+        return 0.0
+    if job.state == JobState.ACTIVE:
+        ran_s = (now - (job.started_at or now)) / 1000
+        return round(max(rates.mean_job_s - ran_s, 0.0), 1)
+    if rates.start_rate <= 0:
+        return None
+    wait_s = ((position or 0) + 1) / rates.start_rate
+    if job.state == JobState.DELAYED:
+        wait_s = max((job.due_at or now) - now, 0) / 1000 + 1 / rates.start_rate
+    return round(wait_s + rates.mean_job_s, 1)

@@ -1,0 +1,80 @@
+"""Live job events for Server-Sent Events, read from the engine's Redis stream.
+
+One reader per API process follows the queue's event stream (``XREAD BLOCK``) and hands each
+entry to the subscribers of its job, so a thousand clients following their jobs cost one
+Redis connection, not a thousand; and any API process can serve any job's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("imagequeue.api")
+BLOCK_MS = 5000
+QUEUE_SIZE = 256
+
+Event = dict[str, str]
+
+
+class EventHub:
+    """Fans the queue's event stream out to per-job subscribers."""
+
+    def __init__(self, redis: Redis, stream: str, *, block_ms: int = BLOCK_MS) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.block_ms = block_ms
+        self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start following the stream from now on."""
+        self._task = asyncio.create_task(self._run(), name="imagequeue-event-hub")
+
+    async def stop(self) -> None:
+        """Stop following (idempotent)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @contextlib.contextmanager
+    def subscribe(self, job_id: str) -> Iterator[asyncio.Queue[Event]]:
+        """A queue receiving ``job_id``'s events while the ``with`` block lasts."""
+        queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.setdefault(job_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            subscribers = self._subscribers.get(job_id, set())
+            subscribers.discard(queue)
+            if not subscribers:
+                self._subscribers.pop(job_id, None)
+
+    async def _run(self) -> None:
+        last = "$"
+        while True:
+            try:
+                reply = await self.redis.xread({self.stream: last}, block=self.block_ms, count=500)
+            except (RedisError, OSError) as exc:
+                log.warning("event stream read failed (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1)
+                continue
+            streams: list[tuple[str, list[tuple[str, Event]]]] = reply or []  # type: ignore[assignment]
+            for _, entries in streams:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self._dispatch(fields)
+
+    def _dispatch(self, fields: Event) -> None:
+        for queue in self._subscribers.get(fields.get("job", ""), ()):
+            if queue.full():
+                # A slow client misses intermediate progress; it re-reads the job's state.
+                queue.get_nowait()
+            queue.put_nowait(fields)

@@ -1,0 +1,82 @@
+"""What an API process opens at start and closes at the end, built once in the lifespan.
+
+Handlers get it through the ``resources`` dependency (``Provide`` in ``create_app``); nothing
+connects at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from litestar import Litestar
+from litestar.di import NamedDependency
+
+from imagequeue_api.apikeys import ApiKeyStore
+from imagequeue_api.events import EventHub
+from imagequeue_api.idempotency import IdempotencyStore
+from imagequeue_api.ratelimit import RequestLimiter
+from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.settings import Settings
+from imagequeue_common.store import CharacterStore, open_store
+
+
+@dataclass(slots=True)
+class Resources:
+    """The API process's clients: queue, store, keys, idempotency, limits, live events."""
+
+    settings: Settings
+    broker: EngineBroker
+    store: CharacterStore
+    keys: ApiKeyStore
+    idempotency: IdempotencyStore
+    limiter: RequestLimiter
+    events: EventHub
+
+
+Res = NamedDependency[Resources]
+"""A handler parameter ``resources: Res`` receives the process's :class:`Resources`."""
+
+
+@contextlib.asynccontextmanager
+async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
+    """Connect everything; close it all in reverse order on the way out."""
+    broker = EngineBroker(settings, settings.redis_url_or_default)
+    await broker.startup()
+    try:
+        redis, queue = broker.ledger.client, settings.queue_name
+        store = await open_store(settings.database_url)
+        try:
+            events = EventHub(redis, broker.ledger.keys.events)
+            events.start()
+            try:
+                yield Resources(
+                    settings=settings,
+                    broker=broker,
+                    store=store,
+                    keys=ApiKeyStore(redis, queue),
+                    idempotency=IdempotencyStore(redis, queue),
+                    limiter=RequestLimiter(redis, queue, per_second=settings.api_user_rps),
+                    events=events,
+                )
+            finally:
+                await events.stop()
+        finally:
+            await store.close()
+    finally:
+        await broker.shutdown()
+
+
+def lifespan(
+    settings: Settings,
+) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: resources on ``app.state.resources`` while it runs."""
+
+    @contextlib.asynccontextmanager
+    async def run(app: Litestar) -> AsyncIterator[None]:
+        async with open_resources(settings) as resources:
+            app.state.resources = resources
+            yield
+
+    return run

@@ -1,0 +1,125 @@
+"""Request and response bodies of the HTTP API, as msgspec structs (the seed's JSON shapes).
+
+Requests refuse unknown fields; names are the seed's camelCase on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"\S")]
+Trait = Annotated[str, msgspec.Meta(max_length=200)]
+PriorityName = Literal["high", "normal", "low"]
+
+
+class Personality(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """The seed's ``personality``: the chosen pose and a few traits for the prompt."""
+
+    pose_id: Id
+    traits: Annotated[list[Trait], msgspec.Meta(max_length=20)] = []
+    style: Trait = ""
+    mood: Trait = ""
+
+
+class CreateCharacter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """``POST /api/v1/characters``."""
+
+    name: Name
+    personality: Personality
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    priority: PriorityName | None = None
+    """Ask for a lower priority than your tier gives (never a higher one)."""
+
+
+class ImageJob(msgspec.Struct, frozen=True, rename="camel"):
+    """A character's image job as the character view shows it."""
+
+    id: str
+    status: str
+    position: int | None = None
+    eta_seconds: float | None = None
+
+
+class CharacterOut(msgspec.Struct, frozen=True, rename="camel"):
+    """A character in the seed's shape (``_id``, ``displayImageUrls``)."""
+
+    id: str = msgspec.field(name="_id")
+    name: str = ""
+    description: str = ""
+    personality: dict[str, Any] = {}
+    display_image_urls: list[str] = []
+    image_job: ImageJob | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class Envelope(msgspec.Struct, Generic[T], frozen=True):
+    """The seed's ``{"success": true, "data": ...}``."""
+
+    data: T
+    success: bool = True
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a list."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class PoseOut(msgspec.Struct, frozen=True):
+    """A pose the characters can take."""
+
+    id: str = msgspec.field(name="_id")
+    name: str = ""
+
+
+class CreateGeneration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """``POST /api/v1/generations``: one more image of a character (the seed's manual job)."""
+
+    character_id: Id
+    pose_id: Id | None = None
+    priority: PriorityName | None = None
+
+
+class GenerationOut(msgspec.Struct, frozen=True, rename="camel"):
+    """A generation job: state, progress, place in the queue and its ETA."""
+
+    id: str
+    state: str
+    priority: str
+    character_id: str
+    progress: int = 0
+    progress_message: str = ""
+    attempts: int = 0
+    max_attempts: int = 0
+    last_error: str | None = None
+    result_url: str | None = None
+    position: int | None = None
+    eta_seconds: float | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class QueueStatsOut(msgspec.Struct, frozen=True, rename="camel"):
+    """The seed's ``getQueueStats()`` plus live throughput and workers."""
+
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    total: int
+    cancelled: int
+    paused: bool
+    jobs_per_minute: float
+    live_workers: int
+    rate_limit_max: int
+    rate_limit_duration_ms: int

@@ -1,0 +1,89 @@
+"""Domain objects → response structs: characters, jobs with their position and ETA."""
+
+from __future__ import annotations
+
+import msgspec
+
+from imagequeue_api.eta import QueueRates, eta_seconds, queue_rates
+from imagequeue_api.schemas import CharacterOut, GenerationOut, ImageJob
+from imagequeue_common.contracts import JobState
+from imagequeue_common.errors import JobNotFoundError
+from imagequeue_common.queue.jobs import Job
+from imagequeue_common.queue.ledger import JobLedger
+from imagequeue_common.store import Character
+
+
+async def generation_view(
+    ledger: JobLedger, job: Job, rates: QueueRates | None = None
+) -> GenerationOut:
+    """A job as the API shows it, with its position and ETA while unfinished."""
+    position = await ledger.position(job.id) if job.state == JobState.WAITING else None
+    finished = job.state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+    if rates is None and not finished:
+        rates = await queue_rates(ledger)
+    eta = eta_seconds(job, position, rates) if rates is not None else 0.0
+    return GenerationOut(
+        id=job.id,
+        state=job.state.value,
+        priority=job.priority.value,
+        character_id=_character_id(job),
+        progress=job.progress,
+        progress_message=job.progress_msg,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        last_error=_public_error(job.error),
+        result_url=_result_url(job.result),
+        position=position,
+        eta_seconds=eta,
+        created_at=job.created_at / 1000,
+        started_at=job.started_at / 1000 if job.started_at else None,
+        finished_at=job.finished_at / 1000 if job.finished_at else None,
+    )
+
+
+async def character_view(ledger: JobLedger, character: Character) -> CharacterOut:
+    """A character in the seed's shape, with its latest image job."""
+    image_job = None
+    if character.image_job_id:
+        try:
+            job = await generation_view(ledger, await ledger.get_job(character.image_job_id))
+            image_job = ImageJob(job.id, job.state, job.position, job.eta_seconds)
+        except JobNotFoundError:  # cleaned after retention: its outcome is on the character
+            done = bool(character.display_image_urls)
+            image_job = ImageJob(character.image_job_id, "completed" if done else "expired")
+    return CharacterOut(
+        id=character.id,
+        name=character.name,
+        description=character.description,
+        personality=character.personality,
+        display_image_urls=character.display_image_urls,
+        image_job=image_job,
+        created_at=character.created_at,
+        updated_at=character.updated_at,
+    )
+
+
+def _character_id(job: Job) -> str:
+    try:
+        message = msgspec.json.decode(job.payload)
+        return str(message["args"][0]["character_id"])
+    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def _result_url(result: str | None) -> str | None:
+    if not result:
+        return None
+    try:
+        value = msgspec.json.decode(result)
+    except msgspec.DecodeError:
+        return None
+    url = value.get("url") if isinstance(value, dict) else None
+    return url if isinstance(url, str) else None
+
+
+def _public_error(error: str | None) -> str | None:
+    """The error's first part (type and message), without the code location."""
+    if not error:
+        return None
+    return error.split(" (at ", 1)[0][:500]
