@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.ledger import JobLedger
-from imagequeue_common.settings import Settings
+from imagequeue_common.settings import Settings, replace
 from tests.api.conftest import MakeKey
 
 Client = AsyncTestClient[Litestar]
@@ -214,7 +214,6 @@ async def test_queue_stats(client: Client, make_key: MakeKey) -> None:
 
 async def test_health_ready_and_metrics(app: Litestar, redis: Any, api_settings: Settings) -> None:
     from imagequeue_api.app import create_app  # noqa: PLC0415
-    from imagequeue_common.settings import replace  # noqa: PLC0415
 
     async with AsyncTestClient(app) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
@@ -255,3 +254,37 @@ async def test_idempotency_race_100_posts_one_character(
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["data"]["_id"] for a in answers}) == 1
     assert (await ledger.stats()).total == 1
+
+
+async def test_a_flooding_user_gets_429_and_cannot_crowd_out_others(
+    ledger: JobLedger, make_key: MakeKey, api_settings: Settings, redis: Any
+) -> None:
+    from imagequeue_api.app import create_app  # noqa: PLC0415
+
+    settings = replace(api_settings, user_max_pending=5)
+    flooder, calm = await make_key("flooder", "regular"), await make_key("calm", "regular")
+    async with AsyncTestClient(create_app(settings)) as client:
+        codes = [
+            (await client.post("/api/v1/characters", json=body(name=f"F{i}"), headers=flooder))
+            for i in range(8)
+        ]
+        assert [a.status_code for a in codes] == [201] * 5 + [429] * 3
+        refused = codes[5]
+        assert refused.headers["retry-after"]
+        assert refused.json()["type"] == "/problems/user-quota"
+        listed = (await client.get("/api/v1/characters", headers=flooder)).json()["data"]
+        assert listed["total"] == 5  # a refused job leaves no character behind
+        mine = await create(client, calm)
+    assert await ledger.position(mine["imageJob"]["id"]) == 5  # at most 5 of theirs ahead
+
+
+async def test_requests_per_second_per_user(make_key: MakeKey, api_settings: Settings) -> None:
+    from imagequeue_api.app import create_app  # noqa: PLC0415
+
+    headers = await make_key("quick")
+    async with AsyncTestClient(create_app(replace(api_settings, api_user_rps=3))) as client:
+        answers = [await client.get("/api/v1/poses", headers=headers) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert 1 <= int(answers[3].headers["retry-after"]) <= 1
+        other = await client.get("/api/v1/poses", headers=await make_key("other"))
+        assert other.status_code == 200

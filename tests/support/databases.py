@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -116,11 +117,12 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
-    async def start(self) -> int:
-        """Listen; returns the local port."""
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+    async def start(self, port: int = 0) -> int:
+        """Listen (on ``port``, else a free one); returns the local port."""
+        self._writers = []
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
@@ -152,3 +154,29 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass  # the other side went away: that is what cut() is for
     finally:
         writer.close()
+
+
+class ThreadedProxy:
+    """A :class:`TcpProxy` on an event loop of its own thread: for code under test that
+    blocks the test's loop while it waits (Litestar's test client runs the app's lifespan
+    through a blocking portal)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._proxy = TcpProxy(host, port)
+
+    def start(self, port: int = 0) -> int:
+        """Listen (on ``port``, else a free one); returns the local port."""
+        return asyncio.run_coroutine_threadsafe(self._proxy.start(port), self._loop).result(10)
+
+    def cut(self) -> None:
+        """Close the port and every forwarded connection."""
+        asyncio.run_coroutine_threadsafe(self._proxy.cut(), self._loop).result(10)
+
+    def close(self) -> None:
+        """Stop the thread's loop."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()

@@ -140,6 +140,13 @@ class EngineBroker(AsyncBroker):
             priority = Priority.parse(labels.get("priority", Priority.NORMAL))
         except ValueError as exc:
             raise InvalidJobError(str(exc)) from None
+        try:
+            await self._enqueue(message, priority)
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc
+
+    async def _enqueue(self, message: BrokerMessage, priority: Priority) -> None:
+        labels = message.labels
         await self.ledger.enqueue(
             message.task_id,
             message.task_name,
