@@ -8,7 +8,7 @@ default:
 
 # Run the whole service locally on embedded defaults (private Redis when none answers).
 up *ARGS:
-    uv run python -m imagequeue_common.devstack {{ARGS}}
+    uv run python -m imagequeue_api.devstack {{ARGS}}
 
 # One worker process (WORKER_CONCURRENCY slots) against REDIS_URL.
 worker:

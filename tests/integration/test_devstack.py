@@ -1,4 +1,5 @@
-"""`just up` on a machine with nothing configured: private Redis, worker, scheduler, demo."""
+"""`just up` on a machine with nothing configured: private Redis, stub AI, API, worker,
+scheduler, and a demo that goes through the API."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from imagequeue_common.embedded_redis import free_port
 from tests.support.procs import ROOT
 
 
 def test_up_runs_the_whole_stack_and_drains_the_demo(tmp_path: Path) -> None:
-    mine = ("REDIS_", "QUEUE_", "AI_", "DATABASE_", "ASSETS_", "STUB_")
+    mine = ("REDIS_", "QUEUE_", "AI_", "DATABASE_", "ASSETS_", "STUB_", "API_", "METRICS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(mine)}
-    env |= {"DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env |= {"DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT), "API_PORT": str(free_port())}
     done = subprocess.run(
-        [sys.executable, "-m", "imagequeue_common.devstack",
+        [sys.executable, "-m", "imagequeue_api.devstack",
          "--private-redis", "--demo-jobs", "6", "--exit-when-done"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
@@ -23,6 +25,8 @@ def test_up_runs_the_whole_stack_and_drains_the_demo(tmp_path: Path) -> None:
     assert done.returncode == 0, out + done.stderr
     assert "started a private redis-server" in out
     assert "started the stub AI server" in out
+    key = (tmp_path / "dev-api-key").read_text().strip()
+    assert f"development key (premium user 'dev'): {key}" in out
     assert "queued 6 demo jobs" in out
     assert "waiting=0 active=0 completed=6 failed=0 delayed=0 total=6" in out
     assert "stopped the private redis-server" in out

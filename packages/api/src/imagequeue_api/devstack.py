@@ -3,10 +3,10 @@
 Uses ``REDIS_URL``/``REDIS_HOST`` when set; else the Redis on 127.0.0.1:6379 if one answers;
 else a private redis-server with its data under ``DATA_DIR/redis``. Without
 ``AI_GENERATION_API_URL`` it starts the stub AI server (``loadtest/stub_ai``, run from the
-repository root) with short latencies. Then it runs one worker, the cleanup scheduler and
-(until the HTTP API exists) a demo that creates characters in the store (SQLite under
-``DATA_DIR`` by default), queues their images and prints the queue's counts. Ctrl-C stops
-everything in order.
+repository root) with short latencies. Then it runs the API (``API_HOST:API_PORT``, 8088),
+one worker, the cleanup scheduler, prints a ready development key, and runs a demo that
+creates characters over HTTP (each queues its image) and prints the queue's counts.
+Ctrl-C stops everything in order.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,15 +24,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from imagequeue_common.contracts import CharacterRef, PoseRef, Priority
+import httpx
+
 from imagequeue_common.embedded_redis import EmbeddedRedis, answers, free_port
 from imagequeue_common.errors import SettingsError
-from imagequeue_common.generation import add_image_generation_job, get_queue_stats
-from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import Settings, load_settings
-from imagequeue_common.store import CharacterStore, NewCharacter, open_store
 
-_PRIORITIES = (Priority.HIGH, Priority.NORMAL, Priority.NORMAL, Priority.LOW)
+_PRIORITIES = ("high", "normal", "normal", "low")
+DEV_KEY_FILE = "dev-api-key"
 
 
 def say(text: str) -> None:
@@ -111,46 +111,51 @@ def stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-async def demo(settings: Settings, redis_url: str, jobs: int, until_done: bool) -> None:
-    """Create ``jobs`` characters, queue their images (mixed priorities), report the counts."""
-    store = await open_store(settings.database_url)
-    broker = EngineBroker(settings, redis_url)
-    await broker.startup()
-    try:
-        ids = await _queue_demo_jobs(broker, store, jobs)
+def dev_key(settings: Settings) -> str:
+    """``API_DEV_KEY``, else the one kept in ``DATA_DIR/dev-api-key`` (made on first use)."""
+    if settings.api_dev_key:
+        return settings.api_dev_key
+    path = Path(settings.data_dir) / DEV_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = f"dev_{secrets.token_urlsafe(24)}"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def wait_for_api(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 30) -> None:
+    """Until ``/readyz`` answers 200 (or a child died, or the deadline passed)."""
+    deadline = time.monotonic() + timeout_s
+    while not _http_answers(f"{url}/readyz"):
+        if any(c.poll() is not None for c in children) or time.monotonic() > deadline:
+            raise SettingsError(f"the API did not become ready on {url}")
+        time.sleep(0.1)
+
+
+async def demo(api_url: str, key: str, jobs: int, until_done: bool) -> None:
+    """Create ``jobs`` characters over HTTP (mixed priorities) and report the counts."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as client:
+        poses = (await client.get("/api/v1/poses")).raise_for_status().json()["data"]
+        ids = []
+        for i in range(jobs):
+            body = {"name": f"Demo Character {i}", "priority": _PRIORITIES[i % 4],
+                    "personality": {"poseId": poses[i % len(poses)]["_id"]}}  # fmt: skip
+            made = (await client.post("/api/v1/characters", json=body)).raise_for_status()
+            ids.append(made.json()["data"]["_id"])
         say(f"queued {jobs} demo jobs")
+        seed = ("waiting", "active", "completed", "failed", "delayed", "total")
         while True:
-            stats = await get_queue_stats(broker)
-            say(" ".join(f"{k}={v}" for k, v in stats.items()))
+            stats = (await client.get("/api/v1/queue/stats")).raise_for_status().json()["data"]
+            say(" ".join(f"{k}={stats[k]}" for k in seed))
             if until_done and stats["waiting"] + stats["active"] + stats["delayed"] == 0:
                 break
             await asyncio.sleep(2)
         for character_id in ids[:3]:
-            character = await store.get_character(character_id)
-            say(f"{character.name}: {', '.join(character.display_image_urls) or 'no image'}")
-    finally:
-        await broker.shutdown()
-        await store.close()
-
-
-async def _queue_demo_jobs(broker: EngineBroker, store: CharacterStore, jobs: int) -> list[str]:
-    poses = await store.list_poses()
-    ids: list[str] = []
-    for i in range(jobs):
-        pose = poses[i % len(poses)]
-        character = await store.create_character(
-            NewCharacter(user_id="demo-user", name=f"Demo Character {i}", pose_id=pose.id)
-        )
-        job_id = await add_image_generation_job(
-            broker,
-            CharacterRef(id=character.id, name=character.name),
-            PoseRef(id=pose.id, name=pose.name),
-            "demo-user",
-            _PRIORITIES[i % 4],
-        )
-        await store.set_image_job(character.id, job_id)
-        ids.append(character.id)
-    return ids
+            data = (await client.get(f"/api/v1/characters/{character_id}")).json()["data"]
+            say(f"{data['name']}: {', '.join(data['displayImageUrls']) or 'no image'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,16 +172,23 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         say(f"bad setting: {exc}")
         return 2
+    key = dev_key(settings)
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
     with redis_for(settings, args.private_redis) as url, upstream_for(settings) as upstream:
-        env = {**os.environ, "REDIS_URL": url, **upstream}
+        env = {**os.environ, "REDIS_URL": url, "API_DEV_KEY": key, **upstream}
         children = [
+            spawn(["-m", "imagequeue_api", "serve"], env),
             spawn(["-m", "imagequeue_worker", "run"], env),
             spawn(["-m", "imagequeue_worker", "scheduler"], env),
         ]
-        say("worker and scheduler started; Ctrl-C stops everything")
         try:
+            wait_for_api(api_url, children)
+            say(f"API on {api_url} (OpenAPI: {api_url}/schema); worker and scheduler started")
+            say(f"development key (premium user 'dev'): {key}")
+            say(f"  try: curl -H 'Authorization: Bearer {key}' {api_url}/api/v1/queue/stats")
+            say("Ctrl-C stops everything")
             if args.demo_jobs > 0:
-                asyncio.run(demo(settings, url, args.demo_jobs, args.exit_when_done))
+                asyncio.run(demo(api_url, key, args.demo_jobs, args.exit_when_done))
             if not args.exit_when_done:
                 while all(child.poll() is None for child in children):
                     time.sleep(0.5)
