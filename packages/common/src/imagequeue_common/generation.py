@@ -74,7 +74,7 @@ async def add_image_generation_job(
 
 
 def new_job_id(character_id: str = "") -> str:
-    """``img-<character id prefix>-<unix ts>-<random>``, like the seed's ``img-693db123-1702567890``."""
+    """``img-<character id prefix>-<unix ts>-<random>`` (the seed: ``img-693db123-1702567890``)."""
     prefix = character_id[:8] or uuid.uuid4().hex[:8]
     return f"img-{prefix}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
 
