@@ -93,8 +93,8 @@ def test_image_pipeline_values_are_parsed() -> None:
     ("env", "needle"),
     [
         ({"AI_GENERATION_ENABLED": "maybe"}, "AI_GENERATION_ENABLED must be true or false"),
-        ({"AI_GENERATION_BACKEND": "midjourney"}, "AI_GENERATION_BACKEND must be one of"),
-        ({"AI_GENERATION_QUALITY": "ultra"}, "AI_GENERATION_QUALITY must be one of"),
+        ({"AI_GENERATION_BACKEND": "midjourney"}, "AI_GENERATION_BACKEND must be 'generic' or"),
+        ({"AI_GENERATION_QUALITY": "ultra"}, "AI_GENERATION_QUALITY must be 'hq' or"),
         ({"AI_GENERATION_API_URL": "ftp://x"}, "AI_GENERATION_API_URL must start with http"),
         ({"AI_TOTAL_TIMEOUT_S": "nan"}, "AI_TOTAL_TIMEOUT_S must be a finite number"),
         ({"AI_TOTAL_TIMEOUT_S": "0"}, "AI_TOTAL_TIMEOUT_S must be above 0"),

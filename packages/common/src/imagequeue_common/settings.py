@@ -242,43 +242,22 @@ def _parse_bool(name: str, raw: str) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-def _parse_backend(name: str, raw: str) -> Backend:
-    value = raw.strip().lower()
-    for backend in BACKENDS:
-        if value == backend:
-            return backend
-    raise SettingsError(f"{name} must be one of {', '.join(BACKENDS)}, got {raw!r}")
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    """A parser that accepts one of ``choices`` (any case)."""
+    allowed = " or ".join(f"'{c}'" for c in choices)
 
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be {allowed}, got {raw!r}")
+        return value
 
-def _parse_quality(name: str, raw: str) -> Quality:
-    value = raw.strip().lower()
-    for quality in QUALITIES:
-        if value == quality:
-            return quality
-    raise SettingsError(f"{name} must be one of {', '.join(QUALITIES)}, got {raw!r}")
-
-
-def _parse_log_format(name: str, raw: str) -> LogFormat:
-    value = raw.strip().lower()
-    if value == "json":
-        return "json"
-    if value == "text":
-        return "text"
-    raise SettingsError(f"{name} must be 'text' or 'json', got {raw!r}")
+    return parse
 
 
 def _parse_raw(name: str, raw: str) -> str:
     del name
     return raw.strip()
-
-
-def _parse_backoff(name: str, raw: str) -> BackoffKind:
-    value = raw.strip().lower()
-    if value == "exponential":
-        return "exponential"
-    if value == "fixed":
-        return "fixed"
-    raise SettingsError(f"{name} must be 'exponential' or 'fixed', got {raw!r}")
 
 
 def _parse_str(name: str, raw: str) -> str:
@@ -291,7 +270,7 @@ def _parse_str(name: str, raw: str) -> str:
 _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QUEUE_NAME": ("queue_name", _parse_str),
     "DATA_DIR": ("data_dir", _parse_str),
-    "LOG_FORMAT": ("log_format", _parse_log_format),
+    "LOG_FORMAT": ("log_format", _choice("text", "json")),
     "RATE_LIMIT_MAX": ("rate_limit_max", _parse_int),
     "RATE_LIMIT_DURATION_MS": ("rate_limit_duration_ms", _parse_int),
     "RATE_LIMIT_GUARD_MS": ("rate_limit_guard_ms", _parse_int),
@@ -305,7 +284,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "API_DEV_KEY": ("api_dev_key", _parse_raw),
     "METRICS_TOKEN": ("metrics_token", _parse_raw),
     "JOB_RETRIES": ("job_retries", _parse_int),
-    "BACKOFF_TYPE": ("backoff_type", _parse_backoff),
+    "BACKOFF_TYPE": ("backoff_type", _choice("exponential", "fixed")),
     "BACKOFF_DELAY_MS": ("backoff_delay_ms", _parse_int),
     "LEASE_MS": ("lease_ms", _parse_int),
     "STALL_LIMIT": ("stall_limit", _parse_int),
@@ -318,8 +297,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "ASSETS_URL_PREFIX": ("assets_url_prefix", _parse_str),
     "AI_GENERATION_ENABLED": ("ai_generation_enabled", _parse_bool),
     "AI_GENERATION_API_URL": ("ai_generation_api_url", _parse_str),
-    "AI_GENERATION_BACKEND": ("ai_generation_backend", _parse_backend),
-    "AI_GENERATION_QUALITY": ("ai_generation_quality", _parse_quality),
+    "AI_GENERATION_BACKEND": ("ai_generation_backend", _choice(*BACKENDS)),
+    "AI_GENERATION_QUALITY": ("ai_generation_quality", _choice(*QUALITIES)),
     "AI_GENERATION_API_KEY": ("ai_generation_api_key", _parse_raw),
     "AI_GENERATION_API_KEY_HEADER": ("ai_generation_api_key_header", _parse_str),
     "AI_GENERATION_MODEL": ("ai_generation_model", _parse_raw),

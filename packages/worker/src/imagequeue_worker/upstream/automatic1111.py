@@ -20,11 +20,7 @@ class Automatic1111Backend:
         """Run txt2img with the quality's step count."""
         del watch
         body = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "width": request.width,
-            "height": request.height,
-            "seed": request.seed,
+            **request.sd_fields(),
             "steps": STEPS[request.quality],
             "cfg_scale": 7,
             "sampler_name": "DPM++ 2M",

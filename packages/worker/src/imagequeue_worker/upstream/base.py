@@ -25,6 +25,16 @@ class ImageRequest(msgspec.Struct, frozen=True, kw_only=True):
     quality: Quality
     request_id: str
 
+    def sd_fields(self) -> dict[str, object]:
+        """The fields every Stable Diffusion style API takes under these names."""
+        return {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "width": self.width,
+            "height": self.height,
+            "seed": self.seed,
+        }
+
 
 class Watch(Protocol):
     """What a polling adapter may ask of the job it works for."""

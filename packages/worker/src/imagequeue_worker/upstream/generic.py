@@ -27,14 +27,7 @@ class GenericBackend:
     async def generate(self, request: ImageRequest, watch: Watch) -> bytes:
         """POST the seed's body and take the image out of the answer."""
         del watch  # one synchronous call: nothing to cancel upstream
-        body = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "width": request.width,
-            "height": request.height,
-            "seed": request.seed,
-            "quality": request.quality,
-        }
+        body = {**request.sd_fields(), "quality": request.quality}
         answer = await self.http.send("POST", self.url, json=body, request_id=request.request_id)
         if not answer.is_json:
             return answer.body

@@ -80,11 +80,7 @@ class RunPodBackend:
 
 def _input(request: ImageRequest) -> dict[str, object]:
     return {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "width": request.width,
-        "height": request.height,
-        "seed": request.seed,
+        **request.sd_fields(),
         "quality": request.quality,
         "num_inference_steps": STEPS[request.quality],
     }
