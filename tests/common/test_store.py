@@ -1,7 +1,10 @@
-"""The character store's contract, run on SQLite and on PostgreSQL alike.
+"""The character store's contract, run on SQLite, PostgreSQL and MongoDB alike.
 
 PostgreSQL comes from ``TEST_POSTGRES_URL`` or the local default; each test gets a schema
-of its own (``?schema=`` in the store's URL) that is dropped afterwards.
+of its own (``?schema=`` in the store's URL) that is dropped afterwards. MongoDB runs twice:
+on mongomock (``tests/support/mongo.py`` says what its shim patches), and on the real
+server of ``TEST_MONGODB_URL`` when that is set; each test gets a database of its own,
+dropped afterwards.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import pytest
+from bson import ObjectId
 
 from imagequeue_common.errors import (
     CharacterNotFoundError,
@@ -30,6 +35,7 @@ from imagequeue_common.store import (
     Character,
     CharacterStore,
     NewCharacter,
+    mongo,
     open_store,
 )
 from imagequeue_common.store.schema import SCHEMA_VERSION
@@ -41,6 +47,14 @@ from tests.support.databases import (
     fresh_schema,
     with_schema,
 )
+from tests.support.mongo import (
+    MockMongoServer,
+    MongoTestDatabase,
+    find_mongodb,
+    fresh_database_name,
+    run_collecting_leaked_sockets,
+    with_database,
+)
 
 POSE = DEFAULT_POSES[0].id
 
@@ -51,17 +65,54 @@ def postgres_url() -> str:
     return find_postgres()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def mongodb_url() -> str:
+    """The real MongoDB server's URL (skip when ``TEST_MONGODB_URL`` is unset)."""
+    return find_mongodb()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mongomock", "mongodb"])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TestDatabase]:
-    """A fresh, empty database: an SQLite file, or a new PostgreSQL schema."""
+    """A fresh, empty database: an SQLite file, a new PostgreSQL schema, or a new MongoDB
+    database (in mongomock, or on ``TEST_MONGODB_URL``)."""
     if request.param == "sqlite":
         path = tmp_path / "store.db"
         yield TestDatabase("sqlite", f"sqlite:///{path}", sqlite_path=path)
+        return
+    if request.param in ("mongomock", "mongodb"):
+        async with _mongo_database(request) as db:
+            yield db
         return
     admin_url: str = request.getfixturevalue("postgres_url")
     async with fresh_schema(admin_url) as schema:
         url = with_schema(admin_url, schema)
         yield TestDatabase("postgresql", url, admin_url=admin_url, schema=schema)
+
+
+@pytest.fixture(params=["mongomock", "mongodb"])
+async def mongo_database(request: pytest.FixtureRequest) -> AsyncIterator[MongoTestDatabase]:
+    """A fresh MongoDB database, for the cases only MongoDB has."""
+    async with _mongo_database(request) as db:
+        yield db
+
+
+@asynccontextmanager
+async def _mongo_database(request: pytest.FixtureRequest) -> AsyncIterator[MongoTestDatabase]:
+    name = fresh_database_name()
+    if request.param == "mongomock":
+        # open_store(url) reaches mongomock through the adapter's one client factory, so
+        # the URL handling runs as it does for a real server.
+        server = MockMongoServer()
+        request.getfixturevalue("monkeypatch").setattr(mongo, "connect", server.connect)
+        url = f"mongodb://mongomock.invalid/{name}"
+        yield MongoTestDatabase("mongomock", url, connect=server.connect, name=name)
+        return
+    server_url: str = request.getfixturevalue("mongodb_url")
+    db = MongoTestDatabase("mongodb", with_database(server_url, name), name=name)
+    try:
+        yield db
+    finally:
+        await db.drop()
 
 
 @pytest.fixture
@@ -288,7 +339,8 @@ async def test_store_validates_a_directly_built_character(store: CharacterStore)
 @pytest.mark.parametrize(
     "url",
     ["mysql://u@h/db", "nonsense", "sqlite://host/file.db", "sqlite:///",
-     "postgresql://u@127.0.0.1/db?schema=Bad-Name"],
+     "postgresql://u@127.0.0.1/db?schema=Bad-Name", "mongodb://", "mongodb://h:port/db",
+     "mongodb://h/bad.name", f"mongodb://h/{'x' * 64}"],
 )  # fmt: skip
 async def test_bad_url_raises_settings_error_naming_database_url(url: str) -> None:
     with pytest.raises(SettingsError, match="DATABASE_URL"):
@@ -352,3 +404,108 @@ async def test_postgres_schemas_are_isolated(postgres_url: str) -> None:
             await store_b.close()
     with pytest.raises(SettingsError, match="does not exist"):
         await open_store(with_schema(postgres_url, a))
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [("mongodb://h/app", "app"), ("mongodb://h", "imagequeue"), ("mongodb://h/?w=1", "imagequeue"),
+     ("mongodb://u:p%40ss@h1:27017,h2:27018/app?replicaSet=rs", "app"),
+     ("mongodb+srv://u:p@cluster0.example.net/app?retryWrites=true", "app")],
+)  # fmt: skip
+def test_mongo_database_is_the_url_path(url: str, name: str) -> None:
+    assert mongo.database_name(url) == name
+
+
+async def test_mongo_store_opens_the_urls_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = MockMongoServer()
+    monkeypatch.setattr(mongo, "connect", server.connect)
+    for url, name in [("mongodb://mongomock.invalid/app", "app"),
+                      ("mongodb://mongomock.invalid", "imagequeue")]:  # fmt: skip
+        await (await open_store(url)).close()
+        poses = await server.connect(url)[name]["poses"].count_documents({})
+        assert poses == len(DEFAULT_POSES)
+
+
+async def test_mongo_on_a_closed_port_is_unavailable_within_seconds() -> None:
+    started = time.monotonic()
+    await run_collecting_leaked_sockets(_closed_port_is_unavailable())
+    assert time.monotonic() - started < 8  # two server selections of 2 s each
+
+
+async def _closed_port_is_unavailable() -> None:
+    url = f"mongodb://127.0.0.1:{closed_port()}/test"
+    with pytest.raises(StoreUnavailableError) as err:
+        await open_store(url)
+    assert "127.0.0.1" in str(err.value)
+    # ping, on a store whose server is gone, fails as fast.
+    store = mongo.MongoStore(mongo.connect(url), "test", owns_client=True)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+async def test_mongo_images_left_by_a_failed_sweep_are_ignored_and_replaced(
+    mongo_database: MongoTestDatabase,
+) -> None:
+    store = await open_store(mongo_database.url)
+    try:
+        gone, keep = await make(store), await make(store, name="keep")
+        await store.append_image(gone.id, "job-x", "/x.png")
+        # delete_character failing between its two writes: the character went, its image stayed.
+        async with mongo_database.raw() as raw:
+            await raw["characters"].delete_one({"_id": ObjectId(gone.id)})
+        assert await store.image_for_job("job-x") is None
+        assert await store.append_image(keep.id, "job-x", "/x2.png") is True
+        assert await store.image_for_job("job-x") == "/x2.png"
+        assert (await store.get_character(keep.id)).display_image_urls == ["/x2.png"]
+    finally:
+        await store.close()
+
+
+async def test_mongo_store_refuses_to_run_once_another_database_is_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(mongo, "connect", MockMongoServer().connect)
+    first = await open_store("mongodb://mongomock.invalid/first")
+    second = await open_store("mongodb://mongomock.invalid/second")
+    try:
+        await make(second)
+        with pytest.raises(StoreError, match="another MongoDB store"):
+            await first.count_characters("u1")
+        assert await second.count_characters("u1") == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_ping_raises_when_mongodb_goes_away(mongodb_url: str) -> None:
+    parts = urlsplit(mongodb_url)
+    if parts.scheme != "mongodb" or "," in parts.netloc:
+        pytest.skip("the proxy stands in for one mongodb:// host, not an SRV name or a list")
+    name = fresh_database_name()
+    try:
+        await run_collecting_leaked_sockets(_ping_fails_once_cut(mongodb_url, name))
+    finally:
+        await MongoTestDatabase("mongodb", with_database(mongodb_url, name), name=name).drop()
+
+
+async def _ping_fails_once_cut(mongodb_url: str, name: str) -> None:
+    parts = urlsplit(mongodb_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 27017)
+    port = await proxy.start()
+    # directConnection: a replica set member would otherwise steer the client past the proxy.
+    proxied = urlunsplit(parts._replace(
+        netloc=parts.netloc.replace(parts.netloc.rpartition("@")[2], f"127.0.0.1:{port}"),
+        path=f"/{name}",
+        query="&".join(q for q in (parts.query, "directConnection=true") if q),
+    ))  # fmt: skip
+    store = await open_store(proxied)
+    try:
+        await store.ping()
+        await proxy.cut()
+        with pytest.raises(StoreUnavailableError):
+            await store.ping()
+    finally:
+        await store.close()

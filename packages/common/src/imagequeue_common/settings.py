@@ -77,7 +77,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Bearer token for ``/metrics``; unset means ``/metrics`` is off."""
 
     database_url: str = "sqlite:///./data/imagequeue.db"
-    """Characters and poses: ``sqlite:///<file>`` or ``postgresql://...``."""
+    """Characters and poses: ``sqlite:///<file>``, ``postgresql://...`` or ``mongodb://...``."""
     assets_dir: str = "./data/assets"
     """Where images are written (``<assets_dir>/characters/<file>.png``)."""
     assets_url_prefix: str = "/assets"
@@ -146,8 +146,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("KEEP_FAILED_MS must be 0 or more", self.keep_failed_ms >= 0),
             ("EVENTS_MAXLEN must be at least 100", self.events_maxlen >= 100),
             (
-                "DATABASE_URL must start with sqlite:/// or postgresql://",
-                self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")),
+                "DATABASE_URL must start with sqlite:///, postgresql://, postgres://, "
+                "mongodb:// or mongodb+srv://",
+                self.database_url.startswith(
+                    ("sqlite:///", "postgresql://", "postgres://", "mongodb://", "mongodb+srv://")
+                ),
             ),
             (
                 "ASSETS_URL_PREFIX must start with '/' or http(s):// and not end with '/'",

@@ -24,11 +24,19 @@ async def open_store(database_url: str) -> CharacterStore:
       directory is created);
     - ``postgresql://user:pass@host:port/db`` (or ``postgres://``); an optional
       ``?schema=<name>`` query parameter puts the store's tables in that existing schema
-      (lower-case letters, digits, ``_``) and confines it there.
+      (lower-case letters, digits, ``_``) and confines it there;
+    - ``mongodb://host/db`` (or ``mongodb+srv://``): MongoDB through Beanie; the path
+      names the database (default ``imagequeue``), the query takes pymongo's options.
 
     Raises ``SettingsError`` (naming ``DATABASE_URL``) for a URL it cannot use, and
     ``StoreUnavailableError`` when the database does not answer.
     """
+    scheme = database_url.strip().partition("://")[0].lower()
+    if scheme in ("mongodb", "mongodb+srv"):
+        # Imported here: Beanie and pymongo take half a second to import, for nothing on SQL.
+        from imagequeue_common.store.mongo import open_mongo_url  # noqa: PLC0415
+
+        return await open_mongo_url(database_url.strip())
     db = await _open_database(database_url)
     try:
         await migrate(db)
@@ -48,7 +56,8 @@ async def _open_database(url: str) -> Database:
         return await PostgresDatabase.open(dsn, schema=schema, label=label)
     # Only the scheme is echoed: the rest of the URL may hold a password.
     raise SettingsError(
-        "DATABASE_URL must start with sqlite:///, postgresql:// or postgres://, "
+        "DATABASE_URL must start with sqlite:///, postgresql://, postgres://, mongodb:// "
+        "or mongodb+srv://, "
         f"got scheme {scheme!r}"
     )
 
