@@ -3,6 +3,9 @@ followed over Server-Sent Events from creation to the served PNG."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,13 @@ from redis.asyncio import Redis
 from imagequeue_common.images import check_image
 from imagequeue_common.settings import Settings, replace
 from tests.support.api import ApiServer
-from tests.support.procs import WorkerProcess, start_workers, wait_workers_ready, worker_env
+from tests.support.procs import (
+    ROOT,
+    WorkerProcess,
+    start_workers,
+    wait_workers_ready,
+    worker_env,
+)
 from tests.support.stub import StubServer
 
 pytestmark = pytest.mark.slow
@@ -37,7 +46,8 @@ def stack_settings(settings: Settings, stub_ai: StubServer, tmp_path: Path) -> S
 
 @pytest.fixture
 def api(stack_settings: Settings, tmp_path: Path) -> Iterator[ApiServer]:
-    env = worker_env(stack_settings, api_dev_key=DEV_KEY)
+    # Two API processes: the POST, the stream and the reads may each land on either.
+    env = worker_env(stack_settings, api_dev_key=DEV_KEY, api_processes=2)
     server = ApiServer(env, tmp_path / "api.log").start()
     yield server
     server.stop()
@@ -56,6 +66,23 @@ async def read_events(client: httpx.AsyncClient, url: str) -> list[tuple[str, di
             elif line.startswith("data:"):
                 events.append((kind, msgspec.json.decode(line.split(":", 1)[1].strip())))
     return events
+
+
+def test_a_cli_key_works_and_a_revoked_one_does_not(
+    api: ApiServer, stack_settings: Settings
+) -> None:
+    env = {**os.environ, **worker_env(stack_settings), "PYTHONPATH": str(ROOT)}
+    made = subprocess.run(
+        [sys.executable, "-m", "imagequeue_api", "keys", "create", "--user", "carol",
+         "--tier", "bulk"], env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    fields = dict(line.split(": ", 1) for line in made.stdout.splitlines() if ": " in line)
+    headers = {"Authorization": f"Bearer {fields['key']}"}
+    with httpx.Client(base_url=api.url, timeout=10) as client:
+        assert client.get("/api/v1/poses", headers=headers).status_code == 200
+        subprocess.run([sys.executable, "-m", "imagequeue_api", "keys", "revoke", fields["key_id"]],
+                       env=env, check=True, capture_output=True)  # fmt: skip
+        assert client.get("/api/v1/poses", headers=headers).status_code == 401
 
 
 async def test_sse_follows_a_character_image_to_the_end(
