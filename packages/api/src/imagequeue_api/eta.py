@@ -2,8 +2,9 @@
 
 Position is exact (the job's rank in the waiting set, which is claim order). The ETA is an
 estimate from the jobs ahead, the start rate the queue can sustain — the global rate limit
-or the live workers' slots over the mean job time, whichever is lower — and the recent mean
-job time (last minute, else lifetime, else the seed's 45 s).
+or the live workers' slots over the mean job time, whichever is lower, and the live
+throughput when that is lower still while every slot is busy (a slow or throttling GPU
+side) — and the recent mean job time (last minute, else lifetime, else the seed's 45 s).
 """
 
 from __future__ import annotations
@@ -28,13 +29,20 @@ class QueueRates(msgspec.Struct, frozen=True):
     slots: int
     rate_per_s: float
     """Starts per second the rate limit allows (``inf`` without a limit)."""
+    observed_per_s: float = 0.0
+    """Completions per second over the last minute."""
+    saturated: bool = False
+    """Every live slot is busy: the observed rate is the queue's real capacity."""
 
     @property
     def start_rate(self) -> float:
         """Job starts per second the queue can sustain now (0 with no live worker)."""
         if self.slots == 0:
             return 0.0
-        return min(self.rate_per_s, self.slots / self.mean_job_s)
+        rate = min(self.rate_per_s, self.slots / self.mean_job_s)
+        if self.saturated and 0 < self.observed_per_s < rate:
+            return self.observed_per_s
+        return rate
 
 
 async def queue_rates(ledger: JobLedger) -> QueueRates:
@@ -46,12 +54,16 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
         lifetime = await ledger.metrics()
         mean = lifetime.run_ms_completed / lifetime.completed / 1000 if lifetime.completed else None
     workers = await ledger.live_workers()
+    slots = sum(w.concurrency for w in workers)
     limit = settings.rate_limit_max
     rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
+    active = (await ledger.stats()).active
     return QueueRates(
         mean_job_s=max(mean or DEFAULT_JOB_S, 0.001),
-        slots=sum(w.concurrency for w in workers),
+        slots=slots,
         rate_per_s=rate,
+        observed_per_s=recent.completed / recent.window_s,
+        saturated=slots > 0 and active >= slots,
     )
 
 
