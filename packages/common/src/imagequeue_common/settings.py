@@ -23,7 +23,10 @@ BACKENDS: tuple[Backend, ...] = ("generic", "automatic1111", "openai", "comfyui"
 QUALITIES: tuple[Quality, ...] = ("hq", "standard", "draft")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATA_DIR = "./data"
-_SECRET_FIELDS = frozenset({"ai_generation_api_key", "api_dev_key", "metrics_token"})
+_SECRET_FIELDS = frozenset(
+    {"ai_generation_api_key", "api_dev_key", "metrics_token", "admin_password",
+     "admin_readonly_password", "session_secret"}
+)  # fmt: skip
 _URL_FIELDS = frozenset({"redis_url", "database_url", "ai_generation_api_url"})
 
 
@@ -75,6 +78,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A development key accepted as a ``premium`` user ``dev`` (``just up`` sets one)."""
     metrics_token: str = ""
     """Bearer token for ``/metrics``; unset means ``/metrics`` is off."""
+    admin_username: str = "admin"
+    admin_password: str = ""
+    """The dashboard's admin login; unset means the dashboard is off (not open)."""
+    admin_readonly_username: str = ""
+    admin_readonly_password: str = ""
+    """An optional login that can look at the dashboard but not act."""
+    session_secret: str = ""
+    """Signs dashboard sessions; derived from the admin password when unset."""
 
     database_url: str = "sqlite:///./data/imagequeue.db"
     """Characters and poses: ``sqlite:///<file>``, ``postgresql://...`` or ``mongodb://...``."""
@@ -134,6 +145,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("API_PROCESSES must be from 1 to 64", 1 <= self.api_processes <= 64),
             ("API_MAX_BODY_BYTES must be at least 1024", self.api_max_body_bytes >= 1024),
             ("API_USER_RPS must be 0 (no limit) or more", self.api_user_rps >= 0),
+            (
+                "ADMIN_PASSWORD and ADMIN_READONLY_PASSWORD must be empty or 12+ characters",
+                all(
+                    len(p) == 0 or len(p) >= 12
+                    for p in (self.admin_password, self.admin_readonly_password)
+                ),
+            ),
+            (
+                "ADMIN_READONLY_USERNAME and ADMIN_READONLY_PASSWORD go together",
+                bool(self.admin_readonly_username) == bool(self.admin_readonly_password),
+            ),
             (
                 "API_DEV_KEY and METRICS_TOKEN must be empty or at least 16 characters",
                 all(len(t) == 0 or len(t) >= 16 for t in (self.api_dev_key, self.metrics_token)),
@@ -286,6 +308,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "API_USER_RPS": ("api_user_rps", _parse_int),
     "API_DEV_KEY": ("api_dev_key", _parse_raw),
     "METRICS_TOKEN": ("metrics_token", _parse_raw),
+    "ADMIN_USERNAME": ("admin_username", _parse_str),
+    "ADMIN_PASSWORD": ("admin_password", _parse_raw),
+    "ADMIN_READONLY_USERNAME": ("admin_readonly_username", _parse_raw),
+    "ADMIN_READONLY_PASSWORD": ("admin_readonly_password", _parse_raw),
+    "SESSION_SECRET": ("session_secret", _parse_raw),
     "JOB_RETRIES": ("job_retries", _parse_int),
     "BACKOFF_TYPE": ("backoff_type", _choice("exponential", "fixed")),
     "BACKOFF_DELAY_MS": ("backoff_delay_ms", _parse_int),

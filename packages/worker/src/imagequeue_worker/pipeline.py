@@ -32,10 +32,10 @@ from imagequeue_common.errors import (
     UpstreamTerminalError,
 )
 from imagequeue_common.images import ImageDecodeError, check_image
+from imagequeue_common.prompts import build_prompt, seed_for
 from imagequeue_common.queue.context import JobHandle
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.settings import Settings
-from imagequeue_worker.prompts import build_prompt, seed_for
 from imagequeue_worker.upstream import ImageBackend, ImageRequest
 
 log = logging.getLogger("imagequeue.worker")
