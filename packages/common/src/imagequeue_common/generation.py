@@ -56,7 +56,9 @@ async def add_image_generation_job(
         raise InvalidJobError(str(exc)) from None
     job_id = job_id or new_job_id(character.id)
     kicker: AsyncKicker[..., object] = AsyncKicker(
-        GENERATE_IMAGE_TASK, broker, labels={"priority": level.value, "user_id": user_id}
+        GENERATE_IMAGE_TASK,
+        broker,
+        labels={"priority": level.value, "user_id": user_id, "ref": character.id},
     )
     try:
         await kicker.with_task_id(job_id).kiq(msgspec.to_builtins(payload))

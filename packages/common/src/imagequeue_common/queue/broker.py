@@ -32,7 +32,7 @@ from imagequeue_common.queue.formatter import MsgspecFormatter
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.queue.result_backend import JobResultBackend
-from imagequeue_common.queue.retry import Outcome, RetryPolicy
+from imagequeue_common.queue.retry import Outcome, RetryPolicy, short_error
 from imagequeue_common.redis_conn import blocking_client, command_client
 from imagequeue_common.settings import Settings
 
@@ -134,7 +134,8 @@ class EngineBroker(AsyncBroker):
         self._client = self._blocking = self._ledger = None
 
     async def kick(self, message: BrokerMessage) -> None:
-        """Enqueue one job from a taskiq message (labels: priority, delay, user_id)."""
+        """Enqueue one job from a taskiq message (labels: priority, delay, user_id,
+        max_attempts, ref)."""
         labels = message.labels
         try:
             priority = Priority.parse(labels.get("priority", Priority.NORMAL))
@@ -156,6 +157,7 @@ class EngineBroker(AsyncBroker):
             delay_ms=_delay_ms(labels.get("delay")),
             max_attempts=_label_int(labels, "max_attempts"),
             user_quota=self.settings.user_max_pending,
+            ref=_label_str(labels, "ref"),
         )
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
@@ -298,9 +300,10 @@ def log_outcome(lease: Lease, outcome: Outcome, error: BaseException | None, ran
             lease.max_attempts - 1, int(outcome.value) / 1000, extra=extra, exc_info=exc_info,
         )  # fmt: skip
         return
+    # The stored error's traceback section is left out: exc_info logs it, when wanted.
     log.error(
         "✗ Job %s failed after %d attempts: %s - moved to the dead-letter queue",
-        lease.job_id, lease.attempts, outcome.error, extra=extra, exc_info=exc_info,
+        lease.job_id, lease.attempts, short_error(outcome.error), extra=extra, exc_info=exc_info,
     )  # fmt: skip
 
 

@@ -29,6 +29,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     stalls: int = 0
     worker: str | None = None
     cancel_requested: bool = False
+    ref: str = ""
+    """What the job is for, as the producer labelled it (the api: the character id)."""
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[str, str], payload: str) -> Job:
@@ -58,6 +60,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
             stalls=int(fields.get("stalls", 0)),
             worker=fields.get("worker"),
             cancel_requested=fields.get("cancel") == "1",
+            ref=fields.get("ref", ""),
         )
 
 

@@ -10,7 +10,11 @@ from typing import NamedTuple
 
 
 class QueueKeys(NamedTuple):
-    """The fixed keys of a queue, plus the prefix of its per-job hashes."""
+    """The fixed keys of a queue, plus the prefix of its per-job keys and indexes.
+
+    Besides these: ``tput`` (completions per 10 s), ``tpm`` (completions and dead letters per
+    minute, last hour), ``upstream_status`` and the per-user / per-ref search indexes.
+    """
 
     prefix: str
     waiting: str
@@ -61,3 +65,19 @@ class QueueKeys(NamedTuple):
     def worker(self, worker_id: str) -> str:
         """The hash describing one live worker."""
         return f"{self.prefix}worker:{worker_id}"
+
+    def by_user(self, user_id: str) -> str:
+        """The zset of one user's jobs (score = created ms), for search."""
+        return f"{self.prefix}byuser:{user_id}"
+
+    def by_ref(self, ref: str) -> str:
+        """The zset of the jobs with one ``ref`` label (score = created ms), for search."""
+        return f"{self.prefix}byref:{ref}"
+
+    def state_set(self, state: str) -> str:
+        """The zset holding the jobs in ``state`` (``waiting``, ``active``, ...)."""
+        sets = {
+            "waiting": self.waiting, "active": self.active, "delayed": self.delayed,
+            "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
+        }  # fmt: skip
+        return sets[state]

@@ -108,6 +108,11 @@ class JobLedger:
         self._scripts = Scripts(client)
         self._maxlen = settings.events_maxlen
 
+    @property
+    def scripts(self) -> Scripts:
+        """The engine's scripts on this ledger's client (for :class:`QueueAdmin`)."""
+        return self._scripts
+
     async def enqueue(
         self,
         job_id: str,
@@ -119,10 +124,12 @@ class JobLedger:
         delay_ms: int = 0,
         max_attempts: int | None = None,
         user_quota: int = 0,
+        ref: str = "",
     ) -> JobState:
         """Add a job; raises :class:`DuplicateJobError` if the id exists and
         :class:`UserQuotaError` when ``user_id`` already has ``user_quota`` unfinished jobs
-        (0: no quota); nothing changes in either case."""
+        (0: no quota); nothing changes in either case. ``user_id`` and ``ref`` (what the job
+        is for) are indexed for search."""
         if delay_ms < 0:
             raise InvalidJobError(f"delay must not be negative, got {delay_ms} ms")
         attempts = self.settings.job_retries + 1 if max_attempts is None else max_attempts
@@ -133,7 +140,7 @@ class JobLedger:
             "enqueue",
             [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
-             delay_ms, attempts, self._maxlen, user_quota],
+             delay_ms, attempts, self._maxlen, user_quota, ref],
         )  # fmt: skip
         if state == 0:
             raise DuplicateJobError(job_id)

@@ -16,6 +16,9 @@ from imagequeue_common.queue.ledger import FinishKind
 from imagequeue_common.settings import BackoffKind, Settings
 
 _MAX_ERROR_CHARS = 4000
+_MAX_TRACEBACK_CHARS = 4000
+TRACEBACK_MARK = "\n--- traceback ---\n"
+"""Separates a dead letter's one-line error from its traceback (``lua/_lib.lua`` knows it too)."""
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -53,9 +56,10 @@ class RetryPolicy(msgspec.Struct, frozen=True):
             return Outcome("cancelled")
         text = describe(error)
         if isinstance(error, TerminalJobError):
-            return Outcome("failed", error=text)
+            return Outcome("failed", error=text + traceback_section(error))
         if attempts >= max_attempts:
-            return Outcome("failed", error=f"{text} (gave up after {attempts} attempts)")
+            text += f" (gave up after {attempts} attempts)"
+            return Outcome("failed", error=text + traceback_section(error))
         delay = self.delay_ms(attempts)
         if isinstance(error, RetryableJobError) and error.retry_after_s is not None:
             delay = max(delay, math.ceil(error.retry_after_s * 1000))
@@ -70,3 +74,17 @@ def describe(error: BaseException) -> str:
         last = frames[-1]
         text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
     return text[:_MAX_ERROR_CHARS]
+
+
+def traceback_section(error: BaseException) -> str:
+    """The marker line and the last 4000 characters of ``error``'s formatted traceback
+    (chained causes included), for a dead letter; '' when it was never raised."""
+    if error.__traceback__ is None:
+        return ""
+    formatted = "".join(traceback.format_exception(error)).rstrip("\n")
+    return TRACEBACK_MARK + formatted[-_MAX_TRACEBACK_CHARS:]
+
+
+def short_error(error: str) -> str:
+    """A stored error without its traceback section (what ``describe`` wrote)."""
+    return error.split(TRACEBACK_MARK, 1)[0]

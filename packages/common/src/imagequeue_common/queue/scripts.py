@@ -15,7 +15,7 @@ from redis.commands.core import AsyncScript
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "finish", "extend", "recover", "release", "progress",
-    "cancel", "retry_failed", "clean", "stats", "hold", "permit",
+    "cancel", "retry_failed", "clean", "stats", "hold", "permit", "promote", "remove", "rate",
 )  # fmt: skip
 
 

@@ -49,6 +49,52 @@ local function user_pending(users, user, by)
   end
 end
 
+-- Search indexes: the jobs of one user id and of one ref label, each a zset (score = created
+-- ms). Written by enqueue; every script that deletes a job hash takes its id out of both, so
+-- the indexes hold exactly the jobs that exist.
+local function index_key(prefix, kind, value)
+  return prefix .. kind .. ':' .. value
+end
+local function unindex(prefix, id, user, ref)
+  if user and user ~= '' then
+    redis.call('ZREM', index_key(prefix, 'byuser', user), id)
+  end
+  if ref and ref ~= '' then
+    redis.call('ZREM', index_key(prefix, 'byref', ref), id)
+  end
+end
+
+-- Completions and dead letters per minute for the last hour, in one hash (fields c:<minute>,
+-- f:<minute>) whose fields older than an hour are dropped once it grows past 130.
+local function count_minute(prefix, now, completed, failed)
+  local tpm = prefix .. 'tpm'
+  local m = math.floor(now / 60000)
+  if completed > 0 then
+    redis.call('HINCRBY', tpm, 'c:' .. m, completed)
+  end
+  if failed > 0 then
+    redis.call('HINCRBY', tpm, 'f:' .. m, failed)
+  end
+  if redis.call('HLEN', tpm) > 130 then
+    for _, f in ipairs(redis.call('HKEYS', tpm)) do
+      if tonumber(string.match(f, ':(%d+)$')) < m - 60 then
+        redis.call('HDEL', tpm, f)
+      end
+    end
+  end
+end
+
+-- A dead letter's error may end in a full traceback (after this marker line); the event
+-- stream gets only the part before it, so the capped stream stays small.
+local TRACEBACK_MARK = '\n--- traceback ---\n'
+local function short_error(err)
+  local at = string.find(err, TRACEBACK_MARK, 1, true)
+  if at then
+    return string.sub(err, 1, at - 1)
+  end
+  return err
+end
+
 -- End one leased run (see finish.lua for the op format). K holds the key names: active,
 -- completed, failed, delayed, cancelled, events, metrics, marker, users. Returns 1 if applied, 0 if
 -- the caller's lease was lost (the job was recovered elsewhere): then nothing changes.
@@ -77,11 +123,11 @@ local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind
     moves.push(K.delayed, due_at, id)
     redis.call('HSET', jk, 'state', 'delayed', 'due_at', due_at, 'error', err)
     wake(K.marker)
-    emit(K.events, maxlen, id, 'delayed', 'due_at', due_at, 'error', err)
+    emit(K.events, maxlen, id, 'delayed', 'due_at', due_at, 'error', short_error(err))
   elseif kind == 'failed' then
     moves.push(K.failed, now, id)
     redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
-    emit(K.events, maxlen, id, 'failed', 'error', err)
+    emit(K.events, maxlen, id, 'failed', 'error', short_error(err))
   else
     moves.push(K.cancelled, now, id)
     redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', now)
@@ -137,6 +183,9 @@ local function finish_ops(K, prefix, maxlen, n, first)
         end
       end
     end
+  end
+  if counts.completed > 0 or counts.failed > 0 then
+    count_minute(prefix, now, counts.completed, counts.failed)
   end
   -- Counters once per batch, not once per job.
   local names = {completed = 'completed', retry = 'retried', failed = 'failed',

@@ -1,4 +1,5 @@
--- clean: delete finished jobs past retention, oldest first, at most ARGV[5] per set per call.
+-- clean: delete finished jobs past retention, oldest first, at most ARGV[5] per set per call,
+-- with their search index entries.
 -- KEYS[1] completed  KEYS[2] failed  KEYS[3] cancelled  KEYS[4] events  KEYS[5] workers
 -- ARGV[1] key prefix  ARGV[2] keep completed ms  ARGV[3] keep failed ms
 -- ARGV[4] keep cancelled ms  ARGV[5] batch size
@@ -9,7 +10,10 @@ for k = 1, 3 do
   local cutoff = now - tonumber(ARGV[k + 1])
   local ids = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))
   for _, id in ipairs(ids) do
-    redis.call('DEL', job_key(ARGV[1], id), data_key(ARGV[1], id))
+    local jk = job_key(ARGV[1], id)
+    local f = redis.call('HMGET', jk, 'user', 'ref')
+    unindex(ARGV[1], id, f[1], f[2])
+    redis.call('DEL', jk, data_key(ARGV[1], id))
   end
   if #ids > 0 then
     redis.call('ZREM', KEYS[k], unpack(ids))

@@ -1,9 +1,10 @@
--- enqueue: add a new job, waiting (or delayed when ARGV[7] > 0).
+-- enqueue: add a new job, waiting (or delayed when ARGV[7] > 0), and index it for search.
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
 -- KEYS[6] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] job id  ARGV[3] task name  ARGV[4] payload
 -- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] user id  ARGV[7] delay ms
 -- ARGV[8] max attempts  ARGV[9] events maxlen  ARGV[10] most unfinished jobs per user (0: any)
+-- ARGV[11] ref label ('' for none; the api passes the character id)
 -- Returns the new state ('waiting' | 'delayed'), 0 when the id exists, or -1 when the user
 -- already has ARGV[10] unfinished jobs (nothing changed in either case).
 local id = ARGV[2]
@@ -31,6 +32,14 @@ if delay > 0 then
   redis.call('ZADD', KEYS[2], now + delay, id)
 else
   redis.call('ZADD', KEYS[1], waiting_score(ARGV[5], seq), id)
+end
+-- No index entry for an empty user id or ref: a job without them is found by its id only.
+if ARGV[6] ~= '' then
+  redis.call('ZADD', index_key(ARGV[1], 'byuser', ARGV[6]), now, id)
+end
+if ARGV[11] ~= '' then
+  redis.call('HSET', jk, 'ref', ARGV[11])
+  redis.call('ZADD', index_key(ARGV[1], 'byref', ARGV[11]), now, id)
 end
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])

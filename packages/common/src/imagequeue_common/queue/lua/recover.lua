@@ -20,6 +20,7 @@ for _, id in ipairs(expired) do
     redis.call('ZADD', KEYS[3], now, id)
     redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
     redis.call('HINCRBY', KEYS[6], 'failed', 1)
+    count_minute(ARGV[1], now, 0, 1)
     user_pending(KEYS[7], redis.call('HGET', jk, 'user'), -1)
     emit(KEYS[4], ARGV[3], id, 'failed', 'error', err)
     dead[#dead + 1] = id
