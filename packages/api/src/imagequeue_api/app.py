@@ -14,6 +14,8 @@ from litestar.types import ControllerRouterHandler
 
 from imagequeue_api import problems
 from imagequeue_api.auth import provide_caller, provide_resources
+from imagequeue_api.dashboard.access import dashboard_on, session_config
+from imagequeue_api.dashboard.routes import dashboard_router
 from imagequeue_api.resources import lifespan
 from imagequeue_api.routes.catalog import PoseController, queue_stats
 from imagequeue_api.routes.characters import CharacterController
@@ -30,7 +32,9 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"caller": Provide(provide_caller)},
         security=[{"bearer": []}],
     )
-    handlers: list[ControllerRouterHandler] = [api, healthz, readyz, metrics]
+    handlers: list[ControllerRouterHandler] = [
+        api, healthz, readyz, metrics, dashboard_router(settings)
+    ]  # fmt: skip
     if settings.assets_url_prefix.startswith("/"):
         Path(settings.assets_dir).mkdir(parents=True, exist_ok=True)
         assets = create_static_files_router(
@@ -43,6 +47,9 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers={Exception: problems.handle},
         lifespan=[lifespan(settings)],
         request_max_body_size=settings.api_max_body_bytes,
+        # App level: Litestar deep-copies routers, and the session cipher cannot be copied.
+        # The cookie's path is /admin, so API requests carry none.
+        middleware=[session_config(settings).middleware] if dashboard_on(settings) else [],
         openapi_config=OpenAPIConfig(
             title="imagequeue",
             version="0.1.0",

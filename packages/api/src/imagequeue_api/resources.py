@@ -18,6 +18,7 @@ from imagequeue_api.events import EventHub
 from imagequeue_api.idempotency import IdempotencyStore
 from imagequeue_api.ratelimit import RequestLimiter
 from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.redis_conn import blocking_client
 from imagequeue_common.settings import Settings
 from imagequeue_common.store import CharacterStore, open_store
 
@@ -47,8 +48,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     try:
         redis, queue = broker.ledger.client, settings.queue_name
         store = await open_store(settings.database_url)
+        # The event hub blocks in XREAD: a connection of its own, without a read timeout.
+        stream_client = blocking_client(settings.redis_url_or_default)
         try:
-            events = EventHub(redis, broker.ledger.keys.events)
+            events = EventHub(stream_client, broker.ledger.keys.events)
             events.start()
             try:
                 yield Resources(
@@ -62,6 +65,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                 )
             finally:
                 await events.stop()
+                await stream_client.aclose()
         finally:
             await store.close()
     finally:

@@ -69,6 +69,10 @@ class LedgerMetrics(msgspec.Struct, frozen=True):
     run_ms_completed: int = 0
 
 
+_MAX_KEEP_MS = 10**12
+"""About 30 years: longer retention means the same as this."""
+
+
 class Throughput(msgspec.Struct, frozen=True):
     """Completions over a recent window."""
 
@@ -301,6 +305,11 @@ class JobLedger:
         keep_failed = s.keep_failed_ms if keep_failed_ms is None else keep_failed_ms
         if keep_completed < 0 or keep_failed < 0:
             raise InvalidJobError("retention must not be negative")
+        # Retention past the epoch would make the stream trim's MINID negative.
+        keep_completed, keep_failed = (
+            min(keep_completed, _MAX_KEEP_MS),
+            min(keep_failed, _MAX_KEEP_MS),
+        )
         totals = [0, 0, 0]
         while True:
             removed = await self._scripts.call(

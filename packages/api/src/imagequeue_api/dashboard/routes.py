@@ -1,0 +1,285 @@
+"""``/admin/queues``: the queue dashboard — pages, live JSON, and the actions behind a login."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+
+from imagequeue_api.dashboard import views
+from imagequeue_api.dashboard.access import (
+    check_csrf,
+    check_login,
+    dashboard_on,
+    require_admin,
+    require_viewer,
+    session_role,
+    start_session,
+)
+from imagequeue_api.problems import Problem, to_problem
+from imagequeue_api.resources import Res, Resources
+from imagequeue_common.contracts import JobState
+from imagequeue_common.errors import JobNotFoundError
+from imagequeue_common.queue.admin import QueueAdmin
+from imagequeue_common.settings import Settings
+
+BASE = "/admin/queues"
+PAGE = 25
+HTML = "text/html; charset=utf-8"
+_ENV = views.templates()
+
+
+class LoginForm(msgspec.Struct):
+    """The login form."""
+
+    username: str = ""
+    password: str = ""
+
+
+class ActionForm(msgspec.Struct):
+    """Any action's form: the CSRF token."""
+
+    csrf: str = ""
+
+
+class CleanForm(msgspec.Struct):
+    """Clean finished jobs of one kind older than an age."""
+
+    csrf: str = ""
+    which: str = "completed"
+    age: int = 86_400_000
+
+
+def render(request: Request[Any, Any, Any] | None, name: str, status: int = 200,
+           **context: Any) -> Response[str]:  # fmt: skip
+    """A page of the dashboard with the session's user, role and CSRF token."""
+    session = (request.session if request is not None and "session" in request.scope else {}) or {}
+    text = _ENV.get_template(name).render(
+        base=BASE, states=views.STATES, role=session.get("role"), user=session.get("user"),
+        csrf=session.get("csrf", ""), **context,
+    )  # fmt: skip
+    return Response(text, status_code=status, media_type=HTML)
+
+
+def fragment(name: str, **context: Any) -> str:
+    """A template rendered without the page around it."""
+    return _ENV.get_template(name).render(base=BASE, states=views.STATES, **context)
+
+
+def html_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+    """Dashboard errors as pages: 401 shows the login form; the rest a short message."""
+    problem = to_problem(exc)
+    if problem.status == 401:
+        return render(request, "login.html", 401, problem=problem.detail)
+    return render(request, "base.html", problem.status, problem=problem.detail)
+
+
+def back(to: str, notice: str) -> Redirect:
+    """303 back to a dashboard page with a message."""
+    return Redirect(f"{to}?{urlencode({'notice': notice})}", status_code=303)
+
+
+def admin_of(resources: Resources) -> QueueAdmin:
+    """The engine's admin view of this process's queue."""
+    return QueueAdmin(resources.broker.ledger)
+
+
+@get("/login", sync_to_thread=False)
+def login_page(request: Request[Any, Any, Any]) -> Response[str]:
+    """The login form."""
+    return render(request, "login.html")
+
+
+@post("/login")
+async def login(request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm],
+                resources: Res) -> Response[Any]:  # fmt: skip
+    """Check the credentials; start a session with the role they open."""
+    role = check_login(resources.settings, data.username, data.password)
+    if role is None:
+        return render(request, "login.html", 401, problem="Wrong username or password.")
+    start_session(request, data.username, role)
+    return Redirect(BASE, status_code=303)
+
+
+@post("/logout", guards=[require_viewer])
+async def logout(request: Request[Any, Any, Any], data: URLEncodedBody[ActionForm]) -> Redirect:
+    """End the session."""
+    check_csrf(request, data.csrf)
+    request.clear_session()
+    return Redirect(f"{BASE}/login", status_code=303)
+
+
+@get("/", guards=[require_viewer])
+async def overview_page(request: Request[Any, Any, Any], resources: Res,
+                        notice: FromQuery[str | None] = None) -> Response[str]:  # fmt: skip
+    """Counts, throughput, rate limit, workers, Redis, paused or running."""
+    data = await views.overview(admin_of(resources), fragment)
+    return render(request, "overview.html", nav="overview", overview=data, notice=notice,
+                  queue=resources.settings.queue_name)  # fmt: skip
+
+
+@get("/api/overview", guards=[require_viewer])
+async def overview_json(resources: Res) -> dict[str, Any]:
+    """The overview's live numbers."""
+    data = await views.overview(admin_of(resources), fragment)
+    return {k: v for k, v in data.items() if k not in ("workers", "redis", "minutes_json")}
+
+
+@get("/jobs", guards=[require_viewer])
+async def jobs_page(  # noqa: PLR0917 - Litestar passes query parameters by name
+    request: Request[Any, Any, Any],
+    resources: Res,
+    state_name: Annotated[str, QueryParameter(name="state")] = "waiting",
+    q: Annotated[str, QueryParameter(max_length=200)] = "",
+    page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
+    fragment_only: Annotated[bool, QueryParameter(name="fragment")] = False,
+    notice: FromQuery[str | None] = None,
+) -> Response[str]:
+    """A state's jobs (claim order for waiting, newest first for finished), or a search."""
+    admin = admin_of(resources)
+    total: int | None = None
+    q = q.strip()
+    if q:
+        found = await admin.search(q, limit=PAGE * page + 1)
+        jobs = found[PAGE * (page - 1) : PAGE * page]
+        has_more, title, live = len(found) > PAGE * page, f"Search: {q}", False
+    else:
+        if state_name not in views.STATES:
+            raise Problem(404, f"No state {state_name!r}.")
+        jobs = await admin.list_jobs(JobState(state_name), (page - 1) * PAGE, PAGE + 1)
+        has_more, jobs = len(jobs) > PAGE, jobs[:PAGE]
+        total = getattr(await resources.broker.ledger.stats(), state_name)
+        title, live = f"{state_name.capitalize()} jobs", True
+    context: dict[str, Any] = {"jobs": jobs, "viewer": session_role(request) != "admin"}
+    if fragment_only:
+        return Response(fragment("_rows.html", **context), media_type=HTML)
+
+    def page_url(n: int) -> str:
+        return f"{BASE}/jobs?{urlencode({'state': state_name, 'q': q, 'page': n})}"
+
+    return render(
+        request, "jobs.html", nav=None if q else state_name, state=state_name, q=q, page=page,
+        has_more=has_more, total=total, pages=max(1, math.ceil((total or 0) / PAGE)),
+        title=title, live=live, page_url=page_url, notice=notice,
+        fragment_url=f"{BASE}/jobs?{urlencode({'state': state_name, 'page': page, 'fragment': 1})}",
+        **context,
+    )  # fmt: skip
+
+
+@get("/jobs/{job_id:str}", guards=[require_viewer])
+async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str], resources: Res,
+                   notice: FromQuery[str | None] = None) -> Response[str]:  # fmt: skip
+    """One job: payload, character, pose, attempts, timeline, live progress, error, image."""
+    admin = admin_of(resources)
+    job = await _job(admin, job_id)
+    payload = views.job_payload(job)
+    is_admin = session_role(request) == "admin"
+    prompt = await views.job_prompt(resources.store, payload) if is_admin else ""
+    timeline = [
+        {"at_ms": e.at_ms, "event": e.event,
+         "detail": ", ".join(f"{k}={v}" for k, v in e.fields.items() if k not in ("job",))[:120]}
+        for e in await admin.timeline(job_id)
+    ]  # fmt: skip
+    return render(
+        request, "job.html", job=job, payload=payload, prompt=prompt, timeline=timeline,
+        payload_json=msgspec.json.format(msgspec.json.encode(payload)).decode(),
+        result_url=views.result_url(job), notice=notice,
+    )  # fmt: skip
+
+
+@get("/api/jobs/{job_id:str}", guards=[require_viewer])
+async def job_json(job_id: FromPath[str], resources: Res) -> dict[str, Any]:
+    """A job's live fields."""
+    return views.job_json(await _job(admin_of(resources), job_id))
+
+
+async def _job(admin: QueueAdmin, job_id: str) -> Any:
+    try:
+        return await admin.ledger.get_job(job_id)
+    except JobNotFoundError:
+        raise Problem(404, f"No job {job_id!r} (never queued, or cleaned).") from None
+
+
+@post("/jobs/{job_id:str}/{action:str}", guards=[require_admin])
+async def job_action(request: Request[Any, Any, Any], job_id: FromPath[str],
+                     action: FromPath[str], data: URLEncodedBody[ActionForm],
+                     resources: Res) -> Redirect:  # fmt: skip
+    """Retry, promote (run now), cancel or remove one job."""
+    check_csrf(request, data.csrf)
+    admin, ledger = admin_of(resources), resources.broker.ledger
+    if action == "retry":
+        await ledger.retry_failed(job_id)
+        notice = "Sent back to waiting with its attempts reset."
+    elif action == "promote":
+        await admin.promote(job_id)
+        notice = "Moved to waiting: it runs next in its priority."
+    elif action == "cancel":
+        outcome = await ledger.cancel(job_id)
+        notice = "Cancelled." if outcome == "cancelled" else "Cancel requested: it stops soon."
+    elif action == "remove":
+        await admin.remove(job_id)
+        return back(BASE, f"Removed job {job_id}.")
+    else:
+        raise Problem(404, f"No action {action!r}.")
+    return back(f"{BASE}/jobs/{job_id}", notice)
+
+
+@post("/actions/{action:str}", guards=[require_admin])
+async def queue_action(request: Request[Any, Any, Any], action: FromPath[str],
+                       data: URLEncodedBody[CleanForm], resources: Res) -> Redirect:  # fmt: skip
+    """Pause, resume, retry all failed, or clean finished jobs older than an age."""
+    check_csrf(request, data.csrf)
+    ledger = resources.broker.ledger
+    if action == "pause":
+        await ledger.pause()
+        notice = "Paused: workers stop claiming; active jobs finish."
+    elif action == "resume":
+        await ledger.resume()
+        notice = "Resumed."
+    elif action == "retry-all":
+        notice = f"Sent {await ledger.retry_all_failed()} failed jobs back to waiting."
+    elif action == "clean":
+        notice = await _clean(resources, data)
+    else:
+        raise Problem(404, f"No action {action!r}.")
+    return back(BASE, notice)
+
+
+async def _clean(resources: Resources, form: CleanForm) -> str:
+    if form.which not in ("completed", "failed") or form.age < 0:
+        raise Problem(400, "Clean completed or failed jobs, older than a positive age.")
+    forever = 10**12  # ms (30 years): the kind not being cleaned is kept
+    keep = {"keep_completed_ms": forever, "keep_failed_ms": forever}
+    keep[f"keep_{form.which}_ms"] = form.age
+    report = await resources.broker.ledger.clean(**keep)
+    removed = report.completed if form.which == "completed" else report.failed
+    return f"Removed {removed} {form.which} jobs older than {form.age // 1000} s."
+
+
+def dashboard_router(settings: Settings) -> Router:
+    """The dashboard under ``/admin/queues`` (every page 404 when it is off)."""
+    handlers: list[Any] = [login_page, login, logout, overview_page, overview_json, jobs_page,
+                           job_page, job_json, job_action, queue_action]  # fmt: skip
+    if dashboard_on(settings):
+        handlers.append(create_static_files_router(
+            "/static", [Path(__file__).parent / "static"], name="dashboard-static"))  # fmt: skip
+    else:
+        handlers = [_off]
+    return Router(
+        path=BASE,
+        route_handlers=handlers,
+        exception_handlers={Exception: html_problem},
+        include_in_schema=False,
+    )
+
+
+@get(["/", "/{rest:path}"], sync_to_thread=False)
+def _off() -> Response[str]:
+    return render(None, "base.html", 404, problem="The dashboard is off: set ADMIN_PASSWORD.")
