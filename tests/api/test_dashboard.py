@@ -110,6 +110,8 @@ async def test_a_viewer_looks_but_cannot_act(dash: Client, broker: EngineBroker)
     assert (await dash.get(f"{BASE}/jobs/{job_id}")).status_code == 200
     page = (await dash.get(f"{BASE}/jobs/{job_id}")).text
     assert "/cancel" not in page  # no action buttons for a viewer
+    assert "alice" not in page  # user ids are shown to admins only
+    assert "alice" not in (await dash.get(f"{BASE}/jobs?state=waiting")).text
     refused = await dash.post(f"{BASE}/jobs/{job_id}/cancel", data={"csrf": token})
     assert refused.status_code == 403
     assert (await dash.post(f"{BASE}/actions/pause", data={"csrf": token})).status_code == 403

@@ -27,6 +27,8 @@ def test_up_runs_the_whole_stack_and_drains_the_demo(tmp_path: Path) -> None:
     assert "started the stub AI server" in out
     key = (tmp_path / "dev-api-key").read_text().strip()
     assert f"development key (premium user 'dev'): {key}" in out
+    password = (tmp_path / "dev-admin-password").read_text().strip()
+    assert f"/admin/queues (login admin / {password})" in out
     assert "queued 6 demo jobs" in out
     assert "waiting=0 active=0 completed=6 failed=0 delayed=0 total=6" in out
     assert "stopped the private redis-server" in out

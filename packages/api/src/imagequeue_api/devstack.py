@@ -32,6 +32,7 @@ from imagequeue_common.settings import Settings, load_settings
 
 _PRIORITIES = ("high", "normal", "normal", "low")
 DEV_KEY_FILE = "dev-api-key"
+ADMIN_FILE = "dev-admin-password"
 
 
 def say(text: str) -> None:
@@ -111,18 +112,21 @@ def stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def dev_key(settings: Settings) -> str:
-    """``API_DEV_KEY``, else the one kept in ``DATA_DIR/dev-api-key`` (made on first use)."""
-    if settings.api_dev_key:
-        return settings.api_dev_key
-    path = Path(settings.data_dir) / DEV_KEY_FILE
+def kept_secret(settings: Settings, name: str, prefix: str) -> str:
+    """A secret kept in ``DATA_DIR/<name>`` (0600), made on first use."""
+    path = Path(settings.data_dir) / name
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = f"dev_{secrets.token_urlsafe(24)}"
-    path.write_text(key + "\n")
+    secret = f"{prefix}{secrets.token_urlsafe(24)}"
+    path.write_text(secret + "\n")
     path.chmod(0o600)
-    return key
+    return secret
+
+
+def dev_key(settings: Settings) -> str:
+    """``API_DEV_KEY``, else the one kept in ``DATA_DIR/dev-api-key``."""
+    return settings.api_dev_key or kept_secret(settings, DEV_KEY_FILE, "dev_")
 
 
 def wait_for_api(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 30) -> None:
@@ -173,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"bad setting: {exc}")
         return 2
     key = dev_key(settings)
+    admin_password = settings.admin_password or kept_secret(settings, ADMIN_FILE, "")
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     with redis_for(settings, args.private_redis) as url, upstream_for(settings) as upstream:
-        env = {**os.environ, "REDIS_URL": url, "API_DEV_KEY": key, **upstream}
+        env = {**os.environ, "REDIS_URL": url, "API_DEV_KEY": key,
+               "ADMIN_PASSWORD": admin_password, **upstream}  # fmt: skip
         children = [
             spawn(["-m", "imagequeue_api", "serve"], env),
             spawn(["-m", "imagequeue_worker", "run"], env),
@@ -186,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"API on {api_url} (OpenAPI: {api_url}/schema); worker and scheduler started")
             say(f"development key (premium user 'dev'): {key}")
             say(f"  try: curl -H 'Authorization: Bearer {key}' {api_url}/api/v1/queue/stats")
+            say(f"dashboard: {api_url}/admin/queues (login {settings.admin_username} / "
+                f"{admin_password})")  # fmt: skip
             say("Ctrl-C stops everything")
             if args.demo_jobs > 0:
                 asyncio.run(demo(api_url, key, args.demo_jobs, args.exit_when_done))

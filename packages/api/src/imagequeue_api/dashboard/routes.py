@@ -182,9 +182,12 @@ async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str], resou
     payload = views.job_payload(job)
     is_admin = session_role(request) == "admin"
     prompt = await views.job_prompt(resources.store, payload) if is_admin else ""
+    if not is_admin:  # prompts and user ids are for admins only
+        payload = {**payload, "user_id": "(admins only)"}
+    hidden = ("job",) if is_admin else ("job", "user")
     timeline = [
         {"at_ms": e.at_ms, "event": e.event,
-         "detail": ", ".join(f"{k}={v}" for k, v in e.fields.items() if k not in ("job",))[:120]}
+         "detail": ", ".join(f"{k}={v}" for k, v in e.fields.items() if k not in hidden)[:120]}
         for e in await admin.timeline(job_id)
     ]  # fmt: skip
     return render(
