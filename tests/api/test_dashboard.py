@@ -147,6 +147,9 @@ async def test_actions(dash: Client, broker: EngineBroker, ledger: JobLedger) ->
 
     assert "notice=" in await act(f"/jobs/{failed.job_id}/retry")
     assert (await ledger.get_job(failed.job_id)).state == JobState.WAITING
+    await ledger.enqueue("later", "imagequeue.generate_image", '{"args": [{}]}', delay_ms=600_000)
+    await act("/jobs/later/promote")
+    assert (await ledger.get_job("later")).state == JobState.WAITING
     await act(f"/jobs/{ids[3]}/cancel")
     assert (await ledger.get_job(ids[3])).state == JobState.CANCELLED
     await act(f"/jobs/{ids[3]}/remove")
