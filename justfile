@@ -14,6 +14,14 @@ up *ARGS:
 worker:
     uv run imagequeue-worker run
 
+# N worker processes on this host (each WORKER_CONCURRENCY slots), all on REDIS_URL.
+scale N:
+    uv run imagequeue-worker run --processes {{N}}
+
+# The HTTP API and dashboard (API_HOST:API_PORT, API_PROCESSES processes).
+api:
+    uv run imagequeue-api serve
+
 # The cleanup schedule (taskiq scheduler).
 scheduler:
     uv run imagequeue-worker scheduler

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ResponseError
+
+from imagequeue_common.errors import SettingsError
+
+SAFE_POLICY = "noeviction"
 
 
 def command_client(url: str, *, max_connections: int = 32) -> Redis:
@@ -31,3 +36,34 @@ def blocking_client(url: str) -> Redis:
         socket_connect_timeout=5,
         socket_timeout=None,
     )
+
+
+async def eviction_policy(client: Redis) -> str:
+    """The server's ``maxmemory-policy`` (from CONFIG, else INFO where CONFIG is disabled)."""
+    try:
+        reply = await client.config_get("maxmemory-policy")
+        policy = reply.get("maxmemory-policy")
+    except ResponseError:
+        policy = None
+    if policy is None:
+        policy = (await client.info("memory")).get("maxmemory_policy", "")
+    return str(policy)
+
+
+async def require_no_eviction(client: Redis) -> None:
+    """Refuse a Redis that may evict keys: it would silently drop jobs and leases."""
+    policy = await eviction_policy(client)
+    if policy != SAFE_POLICY:
+        raise SettingsError(
+            f"Redis has maxmemory-policy {policy!r}, which can evict jobs; "
+            f"set maxmemory-policy {SAFE_POLICY} (see infra/redis.conf)"
+        )
+
+
+async def preflight(url: str) -> None:
+    """Before a process starts serving: Redis answers and will not evict (else raise)."""
+    client = command_client(url)
+    try:
+        await require_no_eviction(client)
+    finally:
+        await client.aclose()

@@ -33,7 +33,7 @@ from imagequeue_common.queue.jobs import Claimed, ClaimResult
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.queue.result_backend import JobResultBackend
 from imagequeue_common.queue.retry import Outcome, RetryPolicy, short_error
-from imagequeue_common.redis_conn import blocking_client, command_client
+from imagequeue_common.redis_conn import blocking_client, command_client, require_no_eviction
 from imagequeue_common.settings import Settings
 
 log = logging.getLogger("imagequeue.engine")
@@ -103,6 +103,12 @@ class EngineBroker(AsyncBroker):
     async def startup(self) -> None:
         """Connect; in a worker, also start the finisher and the heartbeat."""
         self._client = command_client(self.redis_url)
+        try:
+            await require_no_eviction(self._client)
+        except BaseException:
+            await self._client.aclose()
+            self._client = None
+            raise
         self._ledger = JobLedger(self._client, self.settings, namespace=self.namespace)
         if self.is_worker_process:
             self._blocking = blocking_client(self.redis_url)
