@@ -99,6 +99,9 @@ def worker_env(settings: Settings, **overrides: object) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "ASSETS_DIR": settings.assets_dir,
         "ASSETS_URL_PREFIX": settings.assets_url_prefix,
+        "AI_IMAGE_WIDTH": str(settings.ai_image_width),
+        "AI_IMAGE_HEIGHT": str(settings.ai_image_height),
+        "RATE_LIMIT_GUARD_MS": str(settings.rate_limit_guard_ms),
     }
     env.update({k.upper(): str(v) for k, v in overrides.items()})
     return env
