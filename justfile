@@ -56,3 +56,7 @@ bench-engine *ARGS:
 # Pipeline benchmark: images through workers, the stub AI server and SQLite, one JSON line.
 bench-pipeline *ARGS:
     uv run python -m bench.pipeline {{ARGS}}
+
+# API benchmark: POST /api/v1/characters at 1000 connections with wrk, one JSON line.
+bench-api *ARGS:
+    uv run python -m bench.api {{ARGS}}
