@@ -83,3 +83,25 @@ def eta_seconds(
     if job.state == JobState.DELAYED:
         wait_s = max((job.due_at or now) - now, 0) / 1000 + 1 / rates.start_rate
     return round(wait_s + rates.mean_job_s, 1)
+
+
+class RatesCache:
+    """The queue's rates, measured at most once per ``max_age_s`` by this process.
+
+    Every job view needs them (four Redis reads); an ETA a second old is as good, and a
+    thousand clients polling their jobs then cost one measurement a second, not thousands.
+    """
+
+    def __init__(self, ledger: JobLedger, max_age_s: float = 1.0) -> None:
+        self.ledger = ledger
+        self.max_age_s = max_age_s
+        self._rates: QueueRates | None = None
+        self._at = 0.0
+
+    async def get(self) -> QueueRates:
+        """Fresh enough rates (measured again when older than ``max_age_s``)."""
+        now = time.monotonic()
+        if self._rates is None or now - self._at > self.max_age_s:
+            self._rates = await queue_rates(self.ledger)
+            self._at = now
+        return self._rates

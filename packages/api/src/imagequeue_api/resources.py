@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.di import NamedDependency
 
 from imagequeue_api.apikeys import ApiKeyStore
+from imagequeue_api.eta import RatesCache
 from imagequeue_api.events import EventHub
 from imagequeue_api.idempotency import IdempotencyStore
 from imagequeue_api.ratelimit import RequestLimiter
@@ -34,6 +35,7 @@ class Resources:
     idempotency: IdempotencyStore
     limiter: RequestLimiter
     events: EventHub
+    rates: RatesCache
 
 
 Res = NamedDependency[Resources]
@@ -62,6 +64,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     idempotency=IdempotencyStore(redis, queue),
                     limiter=RequestLimiter(redis, queue, per_second=settings.api_user_rps),
                     events=events,
+                    rates=RatesCache(broker.ledger),
                 )
             finally:
                 await events.stop()

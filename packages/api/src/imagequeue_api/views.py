@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from imagequeue_api.eta import QueueRates, eta_seconds, queue_rates
+from imagequeue_api.eta import RatesCache, eta_seconds
 from imagequeue_api.schemas import CharacterOut, GenerationOut, ImageJob
 from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import JobNotFoundError
@@ -13,15 +13,11 @@ from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.store import Character
 
 
-async def generation_view(
-    ledger: JobLedger, job: Job, rates: QueueRates | None = None
-) -> GenerationOut:
+async def generation_view(ledger: JobLedger, job: Job, rates_cache: RatesCache) -> GenerationOut:
     """A job as the API shows it, with its position and ETA while unfinished."""
     position = await ledger.position(job.id) if job.state == JobState.WAITING else None
     finished = job.state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
-    if rates is None and not finished:
-        rates = await queue_rates(ledger)
-    eta = eta_seconds(job, position, rates) if rates is not None else 0.0
+    eta = 0.0 if finished else eta_seconds(job, position, await rates_cache.get())
     return GenerationOut(
         id=job.id,
         state=job.state.value,
@@ -41,12 +37,15 @@ async def generation_view(
     )
 
 
-async def character_view(ledger: JobLedger, character: Character) -> CharacterOut:
+async def character_view(
+    ledger: JobLedger, character: Character, rates_cache: RatesCache
+) -> CharacterOut:
     """A character in the seed's shape, with its latest image job."""
     image_job = None
     if character.image_job_id:
         try:
-            job = await generation_view(ledger, await ledger.get_job(character.image_job_id))
+            stored = await ledger.get_job(character.image_job_id)
+            job = await generation_view(ledger, stored, rates_cache)
             image_job = ImageJob(job.id, job.state, job.position, job.eta_seconds)
         except JobNotFoundError:  # cleaned after retention: its outcome is on the character
             done = bool(character.display_image_urls)

@@ -56,7 +56,7 @@ class CharacterController(Controller):
     ) -> Envelope[CharacterOut]:
         """One of the caller's characters, with its image job's state, position and ETA."""
         character = await own_character(resources, caller, character_id)
-        return Envelope(await character_view(resources.broker.ledger, character))
+        return Envelope(await character_view(resources.broker.ledger, character, resources.rates))
 
     @get()
     async def list_own(
@@ -70,7 +70,7 @@ class CharacterController(Controller):
         store, ledger = resources.store, resources.broker.ledger
         found = await store.list_characters(caller.user_id, limit=limit, offset=offset)
         total = await store.count_characters(caller.user_id)
-        items = [await character_view(ledger, c) for c in found]
+        items = [await character_view(ledger, c, resources.rates) for c in found]
         return Envelope(Page(items=items, total=total, limit=limit, offset=offset))
 
     @delete("/{character_id:str}", status_code=204)
@@ -99,7 +99,7 @@ async def create_character(
                      image_job_id=job_id)
     )  # fmt: skip
     if job_id is None:
-        view = await character_view(broker.ledger, character)
+        view = await character_view(broker.ledger, character, resources.rates)
         return msgspec.structs.replace(view, image_job=ImageJob("", "disabled"))
     try:
         await add_image_generation_job(
@@ -113,4 +113,4 @@ async def create_character(
         except ImageQueueError:
             log.exception("could not remove character %s after its job failed", character.id)
         raise
-    return await character_view(broker.ledger, character)
+    return await character_view(broker.ledger, character, resources.rates)

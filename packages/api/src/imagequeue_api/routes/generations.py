@@ -62,7 +62,7 @@ class GenerationController(Controller):
     ) -> Envelope[GenerationOut]:
         """State, progress, attempts, last error, result URL, queue position and ETA."""
         job = await own_job(resources, caller, job_id)
-        return Envelope(await generation_view(resources.broker.ledger, job))
+        return Envelope(await generation_view(resources.broker.ledger, job, resources.rates))
 
     @get("/{job_id:str}/events")
     async def events(
@@ -81,7 +81,9 @@ class GenerationController(Controller):
         await own_job(resources, caller, job_id)
         ledger = resources.broker.ledger
         await ledger.cancel(job_id)
-        return Envelope(await generation_view(ledger, await ledger.get_job(job_id)))
+        return Envelope(
+            await generation_view(ledger, await ledger.get_job(job_id), resources.rates)
+        )
 
 
 async def queue_generation(
@@ -97,7 +99,9 @@ async def queue_generation(
         PoseRef(id=pose.id, name=pose.name), caller.user_id, priority,
     )  # fmt: skip
     await resources.store.set_image_job(character.id, job_id)
-    return await generation_view(broker.ledger, await broker.ledger.get_job(job_id))
+    return await generation_view(
+        broker.ledger, await broker.ledger.get_job(job_id), resources.rates
+    )
 
 
 async def follow(resources: Resources, job_id: str) -> AsyncIterator[ServerSentEventMessage]:
@@ -105,7 +109,7 @@ async def follow(resources: Resources, job_id: str) -> AsyncIterator[ServerSentE
     ledger = resources.broker.ledger
     with resources.events.subscribe(job_id) as queue:
         job = await ledger.get_job(job_id)
-        yield _state(await generation_view(ledger, job))
+        yield _state(await generation_view(ledger, job, resources.rates))
         while job.state not in FINAL:
             try:
                 event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
@@ -120,7 +124,7 @@ async def follow(resources: Resources, job_id: str) -> AsyncIterator[ServerSentE
                 )
                 continue
             job = await ledger.get_job(job_id)
-            yield _state(await generation_view(ledger, job))
+            yield _state(await generation_view(ledger, job, resources.rates))
 
 
 def _state(view: GenerationOut) -> ServerSentEventMessage:
