@@ -15,6 +15,7 @@ from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.settings import Settings
 from imagequeue_worker.app import build_broker
+from tests.support.procs import WorkerProcess
 from tests.support.stub import StubServer
 from tests.support.tasks import register_test_tasks
 
@@ -91,3 +92,12 @@ async def broker(settings: Settings, redis: Redis) -> AsyncIterator[EngineBroker
     await b.startup()
     yield b
     await b.shutdown()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    """Worker processes a test starts; every one is stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+    yield started
+    for proc in started:
+        proc.stop()

@@ -48,15 +48,6 @@ def api(stack: Settings, tmp_path: Path) -> Iterator[ApiServer]:
 
 
 @pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    """Worker processes the test starts; stopped at the end."""
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.stop()
-
-
-@pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     opened = await context.new_page()
