@@ -60,3 +60,7 @@ bench-pipeline *ARGS:
 # API benchmark: POST /api/v1/characters at 1000 connections with wrk, one JSON line.
 bench-api *ARGS:
     uv run python -m bench.api {{ARGS}}
+
+# The load test: 1000 users through the whole stack, checks and reports (--help for options).
+loadtest *ARGS:
+    uv run python -m loadtest.run {{ARGS}}

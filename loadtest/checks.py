@@ -1,0 +1,195 @@
+"""The load test's targets, checked against what the run left behind.
+
+1. no failed requests (Locust's statistics, and no exception inside a user);
+2. API latency over the whole run: p95 < 200 ms and p99 < 500 ms, over the API's own
+   requests (create a character, read a job) — image downloads are static files that the
+   API process serves here only because no CDN is configured, so they are reported beside
+   it but not held to the API's target;
+3. the stub never saw more submissions than the rate limit in any sliding 1-second window;
+4. every character got exactly one image (read from the store), every user exactly one
+   character, one file per image;
+5. the drain — first POST to last completion (the jobs' ``finished_at``, Redis server time)
+   — at most 5 % over the physical limit ``max(N / rate, N * mean / slots) + mean``, with
+   the mean latency taken from the stub's configuration (30-60 s times the scale). Only
+   over: a sliding-window limiter lets the first ``rate`` jobs start at once, so a perfect
+   queue drains one window *under* ``N / rate``; not going faster than the limit allows is
+   check 3's business.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from loadtest.campaign import API_NAMES, GET_IMAGE, Histogram, Results
+from loadtest.locust_csv import StatsRow
+from loadtest.options import Options
+
+P95_MS: Final = 200
+P99_MS: Final = 500
+DRAIN_TOLERANCE: Final = 0.05
+
+
+class JobFacts(msgspec.Struct, frozen=True):
+    """One image job as the queue recorded it (Redis server milliseconds)."""
+
+    job_id: str
+    priority: str
+    state: str
+    created_at: int
+    started_at: int | None
+    finished_at: int | None
+    attempts: int
+
+
+class Facts(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the checks and the report read, gathered before the stack stops."""
+
+    options: Options
+    queue: str
+    """The run's queue name (every key of the run has it as its hash tag)."""
+    locust_exit: int | None
+    stats: list[StatsRow]
+    failures: list[str]
+    exceptions: list[str]
+    results: Results | None
+    """None when Locust wrote no results (it crashed or was killed)."""
+    jobs: list[JobFacts]
+    images: dict[str, int]
+    """Character id → images the store holds for it (-1: no such character)."""
+    characters_per_user: dict[str, int]
+    files: int
+    stub_peak_per_second: int
+    stub_submissions: int
+    stub_statuses: dict[str, int]
+    redis_version: str
+
+
+class Check(msgspec.Struct, frozen=True):
+    """One target: its number, what it demands, whether it was met, and the figures."""
+
+    number: int
+    name: str
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        """``PASS 1 name: detail``."""
+        return f"{'PASS' if self.passed else 'FAIL'} {self.number} {self.name}: {self.detail}"
+
+
+def percentile(histograms: Iterable[Histogram], fraction: float) -> float | None:
+    """The response time below which ``fraction`` of the requests fell (Locust's rule)."""
+    merged: Counter[int] = Counter()
+    for histogram in histograms:
+        merged.update(histogram.response_times)
+    total = sum(merged.values())
+    if total == 0:
+        return None
+    allowed_above = int(total * fraction)
+    seen = 0
+    for value in sorted(merged, reverse=True):
+        seen += merged[value]
+        if total - seen <= allowed_above:
+            return float(value)
+    return 0.0
+
+
+def physical_limit_s(options: Options) -> float:
+    """``max(N / rate, N * mean / slots) + mean``: the fastest any queue could drain."""
+    n, mean = options.users, options.mean_latency_s
+    return max(n / options.rate_limit, n * mean / options.slots) + mean
+
+
+def api_histograms(facts: Facts) -> list[Histogram]:
+    """The histograms of the requests the API latency target covers."""
+    if facts.results is None:
+        return []
+    return [h for h in facts.results.histograms if h.name in API_NAMES]
+
+
+def drain_s(facts: Facts) -> float | None:
+    """First POST to last completion, or None while a job is unfinished or missing."""
+    outcomes = facts.results.outcomes if facts.results else []
+    posted = [o.posted_at for o in outcomes if o.posted_at is not None]
+    finished = [j.finished_at for j in facts.jobs if j.state == "completed" and j.finished_at]
+    if not posted or len(finished) < facts.options.users:
+        return None
+    return max(finished) / 1000 - min(posted)
+
+
+def check_failures(facts: Facts) -> Check:
+    """1: no failed request, no exception in a user, Locust exited cleanly."""
+    total = next((r for r in facts.stats if r.name == "Aggregated"), None)
+    requests, failed = (total.requests, total.failures) if total else (0, 0)
+    passed = (total is not None and requests > 0 and failed == 0 and not facts.exceptions
+              and facts.results is not None and facts.locust_exit == 0)  # fmt: skip
+    detail = (f"{requests} requests, {failed} failed, {len(facts.exceptions)} user exceptions, "
+              f"locust exit {facts.locust_exit}")  # fmt: skip
+    problems = [*facts.failures, *facts.exceptions][:3]
+    if facts.results is None:
+        problems.append("Locust wrote no results")
+    return Check(1, "no failed requests", passed, "; ".join([detail, *problems]))
+
+
+def check_latency(facts: Facts) -> Check:
+    """2: API p95 < 200 ms and p99 < 500 ms over the whole run."""
+    api = api_histograms(facts)
+    p95, p99 = percentile(api, 0.95), percentile(api, 0.99)
+    passed = p95 is not None and p99 is not None and p95 < P95_MS and p99 < P99_MS
+    images = [h for h in facts.results.histograms if h.name == GET_IMAGE] if facts.results else []
+    detail = (f"API p95 {p95} ms, p99 {p99} ms over {sum(h.requests for h in api)} requests "
+              f"(targets {P95_MS}/{P99_MS}); image downloads, not included: "
+              f"p95 {percentile(images, 0.95)} ms")  # fmt: skip
+    return Check(2, f"API p95 < {P95_MS} ms and p99 < {P99_MS} ms", passed, detail)
+
+
+def check_upstream(facts: Facts) -> Check:
+    """3: the stub's busiest sliding second within the rate limit."""
+    limit = facts.options.rate_limit
+    peak = facts.stub_peak_per_second
+    passed = 0 < peak <= limit
+    detail = f"peak {peak} submissions in 1 s (limit {limit}), {facts.stub_submissions} in all"
+    return Check(3, "upstream never above the rate limit", passed, detail)
+
+
+def check_images(facts: Facts) -> Check:
+    """4: every character exactly one image, every user exactly one character."""
+    users = facts.options.users
+    outcomes = facts.results.outcomes if facts.results else []
+    made = [o.character_id for o in outcomes if o.character_id]
+    wrong = sorted(c for c, n in facts.images.items() if n != 1)
+    extra = sorted(u for u, n in facts.characters_per_user.items() if n != 1)
+    fetched = sum(o.image_ok for o in outcomes)
+    passed = (len(made) == users and not wrong and not extra and facts.files == users
+              and fetched == users)  # fmt: skip
+    detail = (f"{len(made)}/{users} characters, {len(facts.images) - len(wrong)} with exactly "
+              f"one image, {len(extra)} users with other than one character, {facts.files} "
+              f"files, {fetched} PNGs fetched")  # fmt: skip
+    if wrong:
+        detail += f"; e.g. {wrong[0]} has {facts.images[wrong[0]]}"
+    return Check(4, "every character got exactly one image", passed, detail)
+
+
+def check_drain(facts: Facts) -> Check:
+    """5: the drain at most 5 % over the physical limit."""
+    limit = physical_limit_s(facts.options)
+    drain = drain_s(facts)
+    if drain is None:
+        unfinished = facts.options.users - sum(j.state == "completed" for j in facts.jobs)
+        detail = f"not drained: {unfinished} of {facts.options.users} jobs unfinished"
+        return Check(5, "drain at most 5 % over the physical limit", False, detail)
+    ratio = drain / limit
+    passed = ratio <= 1 + DRAIN_TOLERANCE
+    detail = (f"{drain:.2f} s against {limit:.2f} s (ratio {ratio:.3f}; mean latency "
+              f"{facts.options.mean_latency_s:g} s from the stub's config)")  # fmt: skip
+    return Check(5, "drain at most 5 % over the physical limit", passed, detail)
+
+
+def evaluate(facts: Facts) -> list[Check]:
+    """All five checks, in order."""
+    return [check(facts) for check in (check_failures, check_latency, check_upstream,
+                                       check_images, check_drain)]  # fmt: skip

@@ -1,0 +1,67 @@
+"""The load test end to end, scaled down: ``python -m loadtest.run`` as ``just loadtest`` runs it.
+
+150 users at 25/s against 2 workers x 5 slots and the seed's 10 starts/s, the stub at
+0.15-0.3 s per image (latency scale 0.005): about 15 s of drain, with the same five checks
+as the full run. It uses the session's Redis as a given ``REDIS_URL``, so it also shows that
+a run on a shared Redis keeps to its own queue and leaves none of its keys behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.procs import ROOT
+
+USERS = 150
+REPORT_FILES = (
+    "locust.html",
+    "locust_stats.csv",
+    "locust_stats_history.csv",
+    "locust_failures.csv",
+    "report.html",
+    "summary.json",
+    "results.json",
+    "samples.json",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_scaled_down_load_test_passes_every_check(tmp_path: Path, redis_url: str) -> None:
+    command = [
+        sys.executable, "-m", "loadtest.run", "--users", str(USERS), "--spawn-rate", "25",
+        "--latency-scale", "0.005", "--workers", "2", "--max-duration", "90",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=140, check=False
+    )
+
+    output = f"{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
+    assert run.returncode == 0, output
+    lines = run.stdout.splitlines()
+    verdicts = [line.split()[:2] for line in lines if line.startswith(("PASS ", "FAIL "))]
+    assert verdicts == [["PASS", str(n)] for n in range(1, 6)], output
+    summary = json.loads(lines[-1])
+    assert summary["characters"] == USERS
+    assert summary["one_image_each"] is True
+    assert summary["stub_submissions"] == USERS
+    (report_dir,) = tmp_path.iterdir()
+    for name in REPORT_FILES:
+        assert (report_dir / name).stat().st_size > 0, name
+    page = (report_dir / "report.html").read_text()
+    assert page.count("<svg") == 4
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no CDN
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert list(client.scan_iter(match=f"*{{{summary['queue']}}}*")) == []
+    finally:
+        client.close()
