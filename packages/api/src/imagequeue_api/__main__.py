@@ -8,13 +8,12 @@ import os
 import sys
 
 import uvicorn
-from redis.exceptions import RedisError
 
 from imagequeue_api.apikeys import ApiKeyStore
 from imagequeue_api.cli_keys import add_key_commands, run_key_command
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.logs import configure_logging
-from imagequeue_common.redis_conn import command_client, preflight
+from imagequeue_common.redis_conn import command_client, preflight_ok
 from imagequeue_common.settings import Settings, load_settings
 
 
@@ -55,10 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imagequeue-api: bad setting: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        try:
-            asyncio.run(preflight(settings.redis_url_or_default))
-        except (SettingsError, RedisError, OSError) as exc:
-            print(f"imagequeue-api: cannot start: {exc}", file=sys.stderr)
+        if not preflight_ok("imagequeue-api", settings.redis_url_or_default):
             return 2
         return serve(settings)
     return asyncio.run(_keys(args, settings))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from imagequeue_common.errors import SettingsError
 
@@ -67,3 +70,13 @@ async def preflight(url: str) -> None:
         await require_no_eviction(client)
     finally:
         await client.aclose()
+
+
+def preflight_ok(prog: str, url: str) -> bool:
+    """Run :func:`preflight` for a command line; on failure print why and return False."""
+    try:
+        asyncio.run(preflight(url))
+    except (SettingsError, RedisError, OSError) as exc:
+        print(f"{prog}: cannot start: {exc}", file=sys.stderr)
+        return False
+    return True

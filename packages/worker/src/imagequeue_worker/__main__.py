@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 
-from redis.exceptions import RedisError
 from taskiq.acks import AcknowledgeType
 from taskiq.cli.scheduler.args import SchedulerArgs
 from taskiq.cli.scheduler.run import run_scheduler
@@ -16,7 +15,7 @@ from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
 from imagequeue_common.errors import SettingsError
-from imagequeue_common.redis_conn import preflight
+from imagequeue_common.redis_conn import preflight_ok
 from imagequeue_common.settings import Settings, load_settings
 from imagequeue_worker.app import build_broker, create_scheduler
 
@@ -69,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         if args.processes < 1:
             parser.error("--processes must be at least 1")
-        try:
-            asyncio.run(preflight(settings.redis_url_or_default))
-        except (SettingsError, RedisError, OSError) as exc:
-            print(f"imagequeue-worker: cannot start: {exc}", file=sys.stderr)
+        if not preflight_ok("imagequeue-worker", settings.redis_url_or_default):
             return 2
         return run_worker(worker_args(settings, args.processes, args.broker)) or 0
     if args.command == "scheduler":
