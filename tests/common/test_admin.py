@@ -408,7 +408,7 @@ async def test_per_minute_fills_gaps_with_zeros_and_trims_the_hash(
     fields = await redis.hkeys(tpm)
     assert f"c:{minute - 5}" in fields
     assert f"f:{minute - 30}" in fields
-    assert not set(stale) & set(fields)  # long gone: trimmed once the hash grew past 130
+    assert not set(stale) & set(fields)  # long gone: trimmed when this minute's bucket opened
     assert len(fields) == 3
 
 

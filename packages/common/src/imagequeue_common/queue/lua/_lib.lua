@@ -64,23 +64,34 @@ local function unindex(prefix, id, user, ref)
   end
 end
 
+-- Drop a bucketed hash's fields (named <kind>:<bucket>) older than bucket `oldest`. Called
+-- only when a write opened a new bucket, so a hash is scanned once per bucket, not per run.
+local function prune_buckets(key, oldest)
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if tonumber(string.match(f, ':(%d+)$')) < oldest then
+      redis.call('HDEL', key, f)
+    end
+  end
+end
+
+-- Add `by` to field <kind>:<bucket>; a field that did not exist before opens a new bucket,
+-- and then the fields older than `keep` buckets go.
+local function count_bucket(key, kind, bucket, by, keep)
+  if redis.call('HINCRBY', key, kind .. ':' .. bucket, by) == by then
+    prune_buckets(key, bucket - keep)
+  end
+end
+
 -- Completions and dead letters per minute for the last hour, in one hash (fields c:<minute>,
--- f:<minute>) whose fields older than an hour are dropped once it grows past 130.
+-- f:<minute>).
 local function count_minute(prefix, now, completed, failed)
   local tpm = prefix .. 'tpm'
   local m = math.floor(now / 60000)
   if completed > 0 then
-    redis.call('HINCRBY', tpm, 'c:' .. m, completed)
+    count_bucket(tpm, 'c', m, completed, 60)
   end
   if failed > 0 then
-    redis.call('HINCRBY', tpm, 'f:' .. m, failed)
-  end
-  if redis.call('HLEN', tpm) > 130 then
-    for _, f in ipairs(redis.call('HKEYS', tpm)) do
-      if tonumber(string.match(f, ':(%d+)$')) < m - 60 then
-        redis.call('HDEL', tpm, f)
-      end
-    end
+    count_bucket(tpm, 'f', m, failed, 60)
   end
 end
 
@@ -170,19 +181,12 @@ local function finish_ops(K, prefix, maxlen, n, first)
     redis.call('ZADD', set, unpack(pairs_))
   end
   -- Completions per 10 s bucket (count, run ms) for the live throughput and mean job time,
-  -- in one hash whose fields older than a minute are dropped once it grows past 8 buckets.
+  -- in one hash that keeps the last minute of buckets.
   if counts.completed > 0 then
     local tput = prefix .. 'tput'
     local b = math.floor(now / 10000)
-    redis.call('HINCRBY', tput, 'c:' .. b, counts.completed)
+    count_bucket(tput, 'c', b, counts.completed, 6)
     redis.call('HINCRBY', tput, 'ms:' .. b, counts.run_ms_completed)
-    if redis.call('HLEN', tput) > 16 then
-      for _, f in ipairs(redis.call('HKEYS', tput)) do
-        if tonumber(string.match(f, ':(%d+)$')) < b - 6 then
-          redis.call('HDEL', tput, f)
-        end
-      end
-    end
   end
   if counts.completed > 0 or counts.failed > 0 then
     count_minute(prefix, now, counts.completed, counts.failed)
