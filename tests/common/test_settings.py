@@ -32,11 +32,11 @@ def test_values_are_parsed() -> None:
     s = load_settings({
         "RATE_LIMIT_MAX": "20", "RATE_LIMIT_DURATION_MS": "500", "WORKER_CONCURRENCY": "10",
         "JOB_RETRIES": "5", "BACKOFF_TYPE": "FIXED", "BACKOFF_DELAY_MS": "10_000",
-        "QUEUE_NAME": "gpu-a",
+        "QUEUE_NAME": "gpu-a", "LOG_LEVEL": "Warning",
     })  # fmt: skip
     assert (s.rate_limit_max, s.rate_limit_duration_ms, s.worker_concurrency) == (20, 500, 10)
     assert (s.job_retries, s.backoff_type, s.backoff_delay_ms) == (5, "fixed", 10_000)
-    assert s.queue_name == "gpu-a"
+    assert (s.queue_name, s.log_level) == ("gpu-a", "warning")
 
 
 @pytest.mark.parametrize(
@@ -52,6 +52,10 @@ def test_values_are_parsed() -> None:
         ({"QUEUE_NAME": "a b"}, "QUEUE_NAME must be"),
         ({"QUEUE_NAME": "x{y}"}, "QUEUE_NAME must be"),
         ({"CLEAN_CRON": "every 6 hours"}, "CLEAN_CRON must be 5 cron fields"),
+        (
+            {"LOG_LEVEL": "verbose"},
+            "LOG_LEVEL must be 'debug', 'info', 'warning' or 'error', got 'verbose'",
+        ),
         ({"CLEAN_CRON": "0 */6 * *"}, "CLEAN_CRON must be 5 cron fields"),
     ],
 )
@@ -93,8 +97,14 @@ def test_image_pipeline_values_are_parsed() -> None:
     ("env", "needle"),
     [
         ({"AI_GENERATION_ENABLED": "maybe"}, "AI_GENERATION_ENABLED must be true or false"),
-        ({"AI_GENERATION_BACKEND": "midjourney"}, "AI_GENERATION_BACKEND must be 'generic' or"),
-        ({"AI_GENERATION_QUALITY": "ultra"}, "AI_GENERATION_QUALITY must be 'hq' or"),
+        (
+            {"AI_GENERATION_BACKEND": "midjourney"},
+            "AI_GENERATION_BACKEND must be 'generic', 'automatic1111'",
+        ),
+        (
+            {"AI_GENERATION_QUALITY": "ultra"},
+            "AI_GENERATION_QUALITY must be 'hq', 'standard' or 'draft'",
+        ),
         ({"AI_GENERATION_API_URL": "ftp://x"}, "AI_GENERATION_API_URL must start with http"),
         ({"AI_TOTAL_TIMEOUT_S": "nan"}, "AI_TOTAL_TIMEOUT_S must be a finite number"),
         ({"AI_TOTAL_TIMEOUT_S": "0"}, "AI_TOTAL_TIMEOUT_S must be above 0"),

@@ -166,6 +166,26 @@ async def test_a_run_s_end_is_logged_in_the_seed_s_words(
     assert "Executing task" not in text
 
 
+async def test_log_level_warning_keeps_only_what_went_wrong(
+    broker: EngineBroker,
+    redis: Redis,
+    settings: Settings,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    settings = replace(settings, backoff_delay_ms=10, job_retries=0, log_level="warning")
+    await run_workers(workers, redis, settings, log_dir=tmp_path)
+    fine = await kick(broker, RECORD, value=7)
+    failing = await kick(broker, FAIL)
+    await wait_stats(broker, 20, failed=1, completed=1)
+    workers[0].stop()
+    [log_file] = tmp_path.glob("worker-*.log")
+    text = log_file.read_text()
+    assert f"✗ Job {failing} failed after 1 attempts" in text
+    assert "moved to the dead-letter queue" in text
+    assert f"Job {fine}" not in text  # a run that went well is not logged at warning
+
+
 async def test_fixed_backoff(
     broker: EngineBroker, redis: Redis, settings: Settings, workers: list[WorkerProcess]
 ) -> None:

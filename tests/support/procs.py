@@ -102,6 +102,7 @@ def worker_env(settings: Settings, **overrides: object) -> dict[str, str]:
         "AI_IMAGE_WIDTH": str(settings.ai_image_width),
         "AI_IMAGE_HEIGHT": str(settings.ai_image_height),
         "RATE_LIMIT_GUARD_MS": str(settings.rate_limit_guard_ms),
+        "LOG_LEVEL": settings.log_level,
     }
     env.update({k.upper(): str(v) for k, v in overrides.items()})
     return env

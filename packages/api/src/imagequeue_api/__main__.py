@@ -19,7 +19,7 @@ from imagequeue_common.settings import Settings, load_settings
 
 def serve(settings: Settings) -> int:
     """Run uvicorn with ``API_PROCESSES`` processes on ``API_HOST:API_PORT``."""
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         "imagequeue_api.app:app_from_env",
         factory=True,

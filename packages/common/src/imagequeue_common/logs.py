@@ -39,12 +39,13 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(line).decode()
 
 
-def configure_logging(kind: str, level: int = logging.INFO) -> None:
-    """Give the root logger's handlers the chosen format (adding one when there is none)."""
+def configure_logging(kind: str, level: str = "info") -> None:
+    """Give the root logger's handlers the chosen format (adding one when there is none) and
+    set its level (a ``LOG_LEVEL`` name: ``debug``, ``info``, ``warning``, ``error``)."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
     formatter = JsonFormatter() if kind == "json" else logging.Formatter(TEXT_FORMAT)
     for handler in root.handlers:
         handler.setFormatter(formatter)
-    root.setLevel(level)
+    root.setLevel(level.upper())

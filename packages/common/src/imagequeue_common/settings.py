@@ -19,6 +19,7 @@ BackoffKind = Literal["exponential", "fixed"]
 Backend = Literal["generic", "automatic1111", "openai", "comfyui", "runpod"]
 Quality = Literal["hq", "standard", "draft"]
 LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 BACKENDS: tuple[Backend, ...] = ("generic", "automatic1111", "openai", "comfyui", "runpod")
 QUALITIES: tuple[Quality, ...] = ("hq", "standard", "draft")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -39,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = DEFAULT_DATA_DIR
     log_format: LogFormat = "text"
     """``text`` (the seed's lines) or ``json`` (one object per line, with job fields)."""
+    log_level: LogLevel = "info"
+    """``info`` logs every job's end (the seed's lifecycle lines); ``warning`` only retries,
+    dead letters, stalls and faults."""
 
     rate_limit_max: int = 10
     """At most this many job starts in any sliding window of ``rate_limit_duration_ms``."""
@@ -269,7 +273,8 @@ def _parse_bool(name: str, raw: str) -> bool:
 
 def _choice(*choices: str) -> Callable[[str, str], str]:
     """A parser that accepts one of ``choices`` (any case)."""
-    allowed = " or ".join(f"'{c}'" for c in choices)
+    quoted = [f"'{c}'" for c in choices]
+    allowed = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
 
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
@@ -296,6 +301,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "QUEUE_NAME": ("queue_name", _parse_str),
     "DATA_DIR": ("data_dir", _parse_str),
     "LOG_FORMAT": ("log_format", _choice("text", "json")),
+    "LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),
     "RATE_LIMIT_MAX": ("rate_limit_max", _parse_int),
     "RATE_LIMIT_DURATION_MS": ("rate_limit_duration_ms", _parse_int),
     "RATE_LIMIT_GUARD_MS": ("rate_limit_guard_ms", _parse_int),

@@ -34,7 +34,7 @@ def worker_args(settings: Settings, processes: int, broker: str) -> WorkerArgs:
         receiver="imagequeue_common.queue.receiver:EngineReceiver",
         ack_type=AcknowledgeType.WHEN_SAVED,
         shutdown_timeout=10,
-        log_level="INFO",  # type: ignore[arg-type]
+        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
     )
 
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return run_worker(worker_args(settings, args.processes, args.broker)) or 0
     if args.command == "scheduler":
-        logging.basicConfig(level=logging.INFO)
+        logging.basicConfig(level=settings.log_level.upper())
         asyncio.run(run_scheduler(SchedulerArgs(scheduler=create_scheduler(), modules=[])))
         return 0
     asyncio.run(_clean(settings))

@@ -24,7 +24,7 @@ def build_broker(settings: Settings) -> EngineBroker:
 def create_broker() -> EngineBroker:
     """Entry point for ``taskiq worker``: settings come from the environment, once."""
     settings = load_settings(os.environ)
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, settings.log_level)
     quiet_taskiq_receiver()
     return build_broker(settings)
 
