@@ -18,7 +18,7 @@ from imagequeue_api.resources import Resources
 JSON = "application/json"
 
 
-def json_body(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def json_body(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a POST body must be JSON (415 otherwise), checked before it is parsed."""
     content_type = connection.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != JSON:

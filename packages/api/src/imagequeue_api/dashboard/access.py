@@ -74,13 +74,17 @@ def dashboard_on(settings: Settings) -> bool:
     return bool(settings.admin_password)
 
 
-def require_viewer(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_viewer(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard: any logged-in role (401 otherwise)."""
     if session_role(connection) is None:
         raise Problem(401, "Log in to the dashboard first.", slug="login-required")
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     """Guard for actions: the admin role (403 for a viewer) and a cross-site check."""
     role = session_role(connection)
     if role is None:
