@@ -2,7 +2,9 @@
 
 One reader per API process follows the queue's event stream (``XREAD BLOCK``) and hands each
 entry to the subscribers of its job, so a thousand clients following their jobs cost one
-Redis connection, not a thousand; and any API process can serve any job's stream.
+Redis connection, not a thousand; and any API process can serve any job's stream. The
+reader follows only while someone is subscribed: an API process nobody watches through
+does not read and decode every event of the queue.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -31,9 +33,11 @@ class EventHub:
         self.block_ms = block_ms
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._wanted = asyncio.Event()  # someone subscribed
+        self._following = asyncio.Event()  # the reader follows the stream now
 
     def start(self) -> None:
-        """Start following the stream from now on."""
+        """Start the reader (it follows the stream while there are subscribers)."""
         self._task = asyncio.create_task(self._run(), name="imagequeue-event-hub")
 
     async def stop(self) -> None:
@@ -44,12 +48,18 @@ class EventHub:
                 await self._task
             self._task = None
 
-    @contextlib.contextmanager
-    def subscribe(self, job_id: str) -> Iterator[asyncio.Queue[Event]]:
-        """A queue receiving ``job_id``'s events while the ``with`` block lasts."""
+    @contextlib.asynccontextmanager
+    async def subscribe(self, job_id: str) -> AsyncIterator[asyncio.Queue[Event]]:
+        """A queue receiving ``job_id``'s events while the ``with`` block lasts.
+
+        Entered only once the reader follows the stream from a point no later than now:
+        what happened before shows in the job's state, read after entering.
+        """
         queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
         self._subscribers.setdefault(job_id, set()).add(queue)
         try:
+            self._wanted.set()
+            await self._following.wait()
             yield queue
         finally:
             subscribers = self._subscribers.get(job_id, set())
@@ -58,8 +68,27 @@ class EventHub:
                 self._subscribers.pop(job_id, None)
 
     async def _run(self) -> None:
-        last = "$"
         while True:
+            await self._wanted.wait()
+            try:
+                last = await self._newest_id()
+            except (RedisError, OSError) as exc:
+                log.warning("event stream read failed (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1)
+                continue
+            self._following.set()
+            await self._follow(last)
+            # No await between the last check for subscribers and these: a subscriber
+            # arriving from here on waits for the next start.
+            self._following.clear()
+            self._wanted.clear()
+
+    async def _newest_id(self) -> str:
+        newest = await self.redis.xrevrange(self.stream, count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def _follow(self, last: str) -> None:
+        while self._subscribers:
             try:
                 reply = await self.redis.xread({self.stream: last}, block=self.block_ms, count=500)
             except (RedisError, OSError) as exc:

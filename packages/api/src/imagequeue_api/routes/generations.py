@@ -107,7 +107,7 @@ async def queue_generation(
 async def follow(resources: Resources, job_id: str) -> AsyncIterator[ServerSentEventMessage]:
     """The job's events from now until it ends (subscribed before the first read: no gap)."""
     ledger = resources.broker.ledger
-    with resources.events.subscribe(job_id) as queue:
+    async with resources.events.subscribe(job_id) as queue:
         job = await ledger.get_job(job_id)
         yield _state(await generation_view(ledger, job, resources.rates))
         while job.state not in FINAL:

@@ -1,0 +1,64 @@
+"""The SSE event hub on real Redis: it reads the queue's stream only while someone listens."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from imagequeue_api.events import EventHub
+from imagequeue_common.queue.ledger import JobLedger
+from imagequeue_common.redis_conn import blocking_client
+from imagequeue_common.settings import Settings
+from tests.support.procs import wait_until
+
+HUB = "iq-test-event-hub"
+
+
+@pytest.fixture
+async def hub(redis_url: str) -> AsyncIterator[EventHub]:
+    client = blocking_client(redis_url)
+    await client.client_setname(HUB)
+    events = EventHub(client, "unused", block_ms=100)
+    yield events
+    await events.stop()
+    await client.aclose()
+
+
+async def hub_command(redis: Redis) -> str:
+    """The last command of the hub's connection ('' before its first)."""
+    for client in await redis.client_list():
+        if client.get("name") == HUB:
+            return str(client.get("cmd", ""))
+    return ""
+
+
+async def test_reads_only_while_subscribed_and_misses_nothing_after_subscribing(
+    hub: EventHub, redis: Redis, settings: Settings
+) -> None:
+    ledger = JobLedger(redis, settings)
+    hub.stream = ledger.keys.events
+    await ledger.enqueue("before", "t", "{}")  # an event nobody follows
+    hub.start()
+    for _ in range(15):  # three of its block periods: an idle hub sends nothing at all
+        assert await hub_command(redis) in ("", "client|setname")
+        await asyncio.sleep(0.02)
+
+    async with hub.subscribe("j1") as queue:
+        await ledger.enqueue("j1", "t", "{}")  # right after subscribing: delivered
+        event = await asyncio.wait_for(queue.get(), 5)
+        assert (event["job"], event["event"]) == ("j1", "waiting")
+        assert queue.empty()  # "before" was not for j1, and older entries are not replayed
+
+    async def idle() -> bool:  # the reader's last blocking read ended and none follows
+        return await hub_command(redis) == "xread" and not any(
+            c.get("name") == HUB and "b" in str(c.get("flags", ""))
+            for c in await redis.client_list()
+        )
+
+    await wait_until(idle, 5, "the hub to stop reading once nobody is subscribed")
+    async with hub.subscribe("j2") as queue:  # following again from now
+        await ledger.enqueue("j2", "t", "{}")
+        assert (await asyncio.wait_for(queue.get(), 5))["job"] == "j2"
