@@ -31,6 +31,18 @@ async def add(
     await ledger.enqueue(job_id, "test.task", '{"x":1}', priority=priority, **kw)  # type: ignore[arg-type]
 
 
+async def test_enqueue_answers_the_new_job_s_place_in_claim_order(ledger: JobLedger) -> None:
+    for i in range(3):
+        await add(ledger, f"n{i}")
+    high = await ledger.enqueue("h", "test.task", "{}", priority=Priority.HIGH)
+    low = await ledger.enqueue("l", "test.task", "{}", priority=Priority.LOW)
+    later = await ledger.enqueue("d", "test.task", "{}", delay_ms=60_000)
+    assert (high.job_id, high.state, high.position) == ("h", JobState.WAITING, 0)
+    assert (low.state, low.position) == (JobState.WAITING, 4)  # behind the high and 3 normal
+    assert (later.state, later.position) == (JobState.DELAYED, None)
+    assert await ledger.position("l") == low.position
+
+
 async def test_enqueue_then_claim_leases_the_job(ledger: JobLedger) -> None:
     await add(ledger, "a", user_id="u1")
     result = await ledger.claim("w1", 5)

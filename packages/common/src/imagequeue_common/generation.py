@@ -7,8 +7,6 @@ import time
 import uuid
 
 import msgspec
-from taskiq.exceptions import SendTaskError
-from taskiq.kicker import AsyncKicker
 
 from imagequeue_common.contracts import (
     GENERATE_IMAGE_TASK,
@@ -17,8 +15,9 @@ from imagequeue_common.contracts import (
     PoseRef,
     Priority,
 )
-from imagequeue_common.errors import GenerationDisabledError, ImageQueueError, InvalidJobError
+from imagequeue_common.errors import GenerationDisabledError, InvalidJobError
 from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.queue.ledger import Enqueued
 
 log = logging.getLogger("imagequeue.jobs")
 
@@ -39,40 +38,51 @@ async def add_image_generation_job(
     :class:`DuplicateJobError` when ``job_id`` is taken, and
     :class:`GenerationDisabledError` when ``AI_GENERATION_ENABLED`` is false.
     """
+    queued = await queue_image_generation(
+        broker, character, pose, user_id, priority, quality=quality, job_id=job_id
+    )
+    return queued.job_id
+
+
+async def queue_image_generation(
+    broker: EngineBroker,
+    character: CharacterRef,
+    pose: PoseRef,
+    user_id: str,
+    priority: Priority | str = Priority.NORMAL,
+    *,
+    quality: str | None = None,
+    job_id: str | None = None,
+) -> Enqueued:
+    """:func:`add_image_generation_job`, answering with the job's state and place in the
+    queue as well (read in the same Redis call)."""
     if not broker.settings.ai_generation_enabled:
         raise GenerationDisabledError
     try:
         level = Priority.parse(priority)
-        payload = GenerateImagePayload(
-            character_id=character.id,
-            character_name=character.name,
-            pose_id=pose.id,
-            pose_name=pose.name,
-            user_id=user_id,
-            quality=quality or broker.settings.ai_generation_quality,  # type: ignore[arg-type]
+        payload = msgspec.to_builtins(
+            GenerateImagePayload(
+                character_id=character.id,
+                character_name=character.name,
+                pose_id=pose.id,
+                pose_name=pose.name,
+                user_id=user_id,
+                quality=quality or broker.settings.ai_generation_quality,  # type: ignore[arg-type]
+            )
         )
-        payload = msgspec.convert(msgspec.to_builtins(payload), GenerateImagePayload)
+        msgspec.convert(payload, GenerateImagePayload)  # the struct's constraints
     except (ValueError, msgspec.ValidationError) as exc:
         raise InvalidJobError(str(exc)) from None
     job_id = job_id or new_job_id(character.id)
-    kicker: AsyncKicker[..., object] = AsyncKicker(
-        GENERATE_IMAGE_TASK,
-        broker,
-        labels={"priority": level.value, "user_id": user_id, "ref": character.id},
-    )
-    try:
-        await kicker.with_task_id(job_id).kiq(msgspec.to_builtins(payload))
-    except SendTaskError as exc:
-        if isinstance(exc.__cause__, ImageQueueError):
-            raise exc.__cause__ from None
-        raise
+    labels = {"priority": level.value, "user_id": user_id, "ref": character.id}
+    queued = await broker.submit(GENERATE_IMAGE_TASK, job_id, [payload], labels)
     # Names, not prompts: the character's description and traits stay out of logs.
     log.info(
         "Added image generation job %s to queue (priority: %s)\n   Character: %s, Pose: %s",
         job_id, level.value, character.name, pose.name,
         extra={"job_id": job_id, "character_id": character.id, "pose_id": pose.id},
     )  # fmt: skip
-    return job_id
+    return queued
 
 
 def new_job_id(character_id: str = "") -> str:

@@ -28,9 +28,9 @@ from taskiq.message import BrokerMessage
 from imagequeue_common.contracts import Priority
 from imagequeue_common.errors import InvalidJobError, JobFailureError, QueueUnavailableError
 from imagequeue_common.queue.finisher import Finisher, report
-from imagequeue_common.queue.formatter import MsgspecFormatter
+from imagequeue_common.queue.formatter import MsgspecFormatter, encode_call
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
-from imagequeue_common.queue.ledger import FinishOp, JobLedger
+from imagequeue_common.queue.ledger import Enqueued, FinishOp, JobLedger
 from imagequeue_common.queue.result_backend import JobResultBackend
 from imagequeue_common.queue.retry import Outcome, RetryPolicy, short_error
 from imagequeue_common.redis_conn import blocking_client, command_client, require_no_eviction
@@ -142,29 +142,37 @@ class EngineBroker(AsyncBroker):
     async def kick(self, message: BrokerMessage) -> None:
         """Enqueue one job from a taskiq message (labels: priority, delay, user_id,
         max_attempts, ref)."""
-        labels = message.labels
+        await self._enqueue(message.task_id, message.task_name, message.message, message.labels)
+
+    async def submit(
+        self, task_name: str, job_id: str, args: list[Any], labels: dict[str, str]
+    ) -> Enqueued:
+        """Enqueue ``task_name(*args)`` as ``job_id`` without a taskiq kicker; the answer
+        says where the job stands (the same message, labels and checks as :meth:`kick`)."""
+        data = encode_call(job_id, task_name, labels, args)
+        return await self._enqueue(job_id, task_name, data, labels)
+
+    async def _enqueue(
+        self, job_id: str, task_name: str, data: bytes, labels: dict[str, Any]
+    ) -> Enqueued:
         try:
             priority = Priority.parse(labels.get("priority", Priority.NORMAL))
         except ValueError as exc:
             raise InvalidJobError(str(exc)) from None
         try:
-            await self._enqueue(message, priority)
+            return await self.ledger.enqueue(
+                job_id,
+                task_name,
+                data.decode(),
+                priority=priority,
+                user_id=_label_str(labels, "user_id"),
+                delay_ms=_delay_ms(labels.get("delay")),
+                max_attempts=_label_int(labels, "max_attempts"),
+                user_quota=self.settings.user_max_pending,
+                ref=_label_str(labels, "ref"),
+            )
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc
-
-    async def _enqueue(self, message: BrokerMessage, priority: Priority) -> None:
-        labels = message.labels
-        await self.ledger.enqueue(
-            message.task_id,
-            message.task_name,
-            message.message.decode(),
-            priority=priority,
-            user_id=_label_str(labels, "user_id"),
-            delay_ms=_delay_ms(labels.get("delay")),
-            max_attempts=_label_int(labels, "max_attempts"),
-            user_quota=self.settings.user_max_pending,
-            ref=_label_str(labels, "ref"),
-        )
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """Yield one leased job per call; taskiq asks only when a slot is free."""

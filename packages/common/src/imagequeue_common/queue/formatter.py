@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 from taskiq.abc.formatter import TaskiqFormatter
+from taskiq.labels import LabelType
 from taskiq.message import BrokerMessage, TaskiqMessage
 
 from imagequeue_common.errors import InvalidJobError
@@ -29,23 +30,35 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_Wire)
 
 
+def _encode(wire: _Wire) -> bytes:
+    try:
+        return _encoder.encode(wire)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidJobError(f"task arguments are not JSON-serialisable: {exc}") from exc
+
+
+def encode_call(task_id: str, task_name: str, labels: dict[str, str], args: list[Any]) -> bytes:
+    """The message taskiq's kicker would send for ``task_name(*args)`` with string ``labels``,
+    built without a kicker or a pydantic model (the API's hot path)."""
+    types = dict.fromkeys(labels, int(LabelType.STR))
+    return _encode(_Wire(task_id, task_name, labels, args, {}, types))
+
+
 class MsgspecFormatter(TaskiqFormatter):
     """Encodes :class:`TaskiqMessage` as compact JSON with msgspec."""
 
     def dumps(self, message: TaskiqMessage) -> BrokerMessage:
         """Encode; raises :class:`InvalidJobError` for values JSON cannot hold."""
-        wire = _Wire(
-            task_id=message.task_id,
-            task_name=message.task_name,
-            labels=message.labels,
-            args=message.args,
-            kwargs=message.kwargs,
-            labels_types=message.labels_types,
+        data = _encode(
+            _Wire(
+                task_id=message.task_id,
+                task_name=message.task_name,
+                labels=message.labels,
+                args=message.args,
+                kwargs=message.kwargs,
+                labels_types=message.labels_types,
+            )
         )
-        try:
-            data = _encoder.encode(wire)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidJobError(f"task arguments are not JSON-serialisable: {exc}") from exc
         return BrokerMessage(
             task_id=message.task_id,
             task_name=message.task_name,

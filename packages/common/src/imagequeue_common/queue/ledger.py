@@ -46,6 +46,14 @@ def _op_args(ops: Sequence[FinishOp]) -> list[str | int]:
     return args
 
 
+class Enqueued(msgspec.Struct, frozen=True):
+    """A job just added: its state and, while waiting, how many jobs are ahead of it."""
+
+    job_id: str
+    state: JobState
+    position: int | None
+
+
 class CleanReport(msgspec.Struct, frozen=True):
     """How many finished jobs one clean removed."""
 
@@ -129,28 +137,30 @@ class JobLedger:
         max_attempts: int | None = None,
         user_quota: int = 0,
         ref: str = "",
-    ) -> JobState:
+    ) -> Enqueued:
         """Add a job; raises :class:`DuplicateJobError` if the id exists and
         :class:`UserQuotaError` when ``user_id`` already has ``user_quota`` unfinished jobs
         (0: no quota); nothing changes in either case. ``user_id`` and ``ref`` (what the job
-        is for) are indexed for search."""
+        is for) are indexed for search. The answer carries the job's place in the queue,
+        read in the same atomic call."""
         if delay_ms < 0:
             raise InvalidJobError(f"delay must not be negative, got {delay_ms} ms")
         attempts = self.settings.job_retries + 1 if max_attempts is None else max_attempts
         if attempts < 1:
             raise InvalidJobError(f"max attempts must be at least 1, got {attempts}")
         k = self.keys
-        state = await self._scripts.call(
+        reply = await self._scripts.call(
             "enqueue",
             [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen, user_quota, ref],
         )  # fmt: skip
-        if state == 0:
+        if reply == 0:
             raise DuplicateJobError(job_id)
-        if state == -1:
+        if reply == -1:
             raise UserQuotaError(user_id, user_quota)
-        return JobState(state)
+        state, rank = reply
+        return Enqueued(job_id, JobState(state), None if rank < 0 else int(rank))
 
     async def claim(
         self, worker_id: str, want: int, finished: Sequence[FinishOp] = ()

@@ -5,8 +5,9 @@
 -- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] user id  ARGV[7] delay ms
 -- ARGV[8] max attempts  ARGV[9] events maxlen  ARGV[10] most unfinished jobs per user (0: any)
 -- ARGV[11] ref label ('' for none; the api passes the character id)
--- Returns the new state ('waiting' | 'delayed'), 0 when the id exists, or -1 when the user
--- already has ARGV[10] unfinished jobs (nothing changed in either case).
+-- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
+-- delayed)}, 0 when the id exists, or -1 when the user already has ARGV[10] unfinished jobs
+-- (nothing changed in either case).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
 if redis.call('EXISTS', jk) == 1 then
@@ -44,4 +45,7 @@ end
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])
 emit(KEYS[3], ARGV[9], id, state, 'user', ARGV[6])
-return state
+if delay > 0 then
+  return {state, -1}
+end
+return {state, redis.call('ZRANK', KEYS[1], id)}
