@@ -9,6 +9,7 @@ side) — and the recent mean job time (last minute, else lifetime, else the see
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -77,12 +78,19 @@ def eta_seconds(
     if job.state == JobState.ACTIVE:
         ran_s = (now - (job.started_at or now)) / 1000
         return round(max(rates.mean_job_s - ran_s, 0.0), 1)
+    if job.state != JobState.DELAYED:
+        return waiting_eta_seconds(position, rates)
     if rates.start_rate <= 0:
         return None
-    wait_s = ((position or 0) + 1) / rates.start_rate
-    if job.state == JobState.DELAYED:
-        wait_s = max((job.due_at or now) - now, 0) / 1000 + 1 / rates.start_rate
+    wait_s = max((job.due_at or now) - now, 0) / 1000 + 1 / rates.start_rate
     return round(wait_s + rates.mean_job_s, 1)
+
+
+def waiting_eta_seconds(position: int | None, rates: QueueRates) -> float | None:
+    """Seconds until a waiting job with ``position`` jobs ahead should be done."""
+    if rates.start_rate <= 0:
+        return None
+    return round(((position or 0) + 1) / rates.start_rate + rates.mean_job_s, 1)
 
 
 class RatesCache:
@@ -90,6 +98,7 @@ class RatesCache:
 
     Every job view needs them (four Redis reads); an ETA a second old is as good, and a
     thousand clients polling their jobs then cost one measurement a second, not thousands.
+    Requests arriving while a measurement runs wait for that one instead of starting more.
     """
 
     def __init__(self, ledger: JobLedger, max_age_s: float = 1.0) -> None:
@@ -97,11 +106,24 @@ class RatesCache:
         self.max_age_s = max_age_s
         self._rates: QueueRates | None = None
         self._at = 0.0
+        self._measuring: asyncio.Future[QueueRates] | None = None
 
     async def get(self) -> QueueRates:
         """Fresh enough rates (measured again when older than ``max_age_s``)."""
-        now = time.monotonic()
-        if self._rates is None or now - self._at > self.max_age_s:
+        if self._rates is not None and time.monotonic() - self._at <= self.max_age_s:
+            return self._rates
+        if self._measuring is None:
+            self._measuring = asyncio.ensure_future(self._measure())
+            # Retrieved even when every waiter was cancelled, so a failure is not reported
+            # as "never retrieved"; the next call measures again.
+            self._measuring.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # Shielded: one caller going away must not cancel the others' measurement.
+        return await asyncio.shield(self._measuring)
+
+    async def _measure(self) -> QueueRates:
+        try:
             self._rates = await queue_rates(self.ledger)
-            self._at = now
-        return self._rates
+            self._at = time.monotonic()
+            return self._rates
+        finally:
+            self._measuring = None

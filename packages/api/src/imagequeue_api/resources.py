@@ -17,6 +17,7 @@ from imagequeue_api.apikeys import ApiKeyStore
 from imagequeue_api.eta import RatesCache
 from imagequeue_api.events import EventHub
 from imagequeue_api.idempotency import IdempotencyStore
+from imagequeue_api.poses import PoseCache
 from imagequeue_api.ratelimit import RequestLimiter
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.redis_conn import blocking_client
@@ -26,7 +27,8 @@ from imagequeue_common.store import CharacterStore, open_store
 
 @dataclass(slots=True)
 class Resources:
-    """The API process's clients: queue, store, keys, idempotency, limits, live events."""
+    """The API process's clients: queue, store, keys, idempotency, limits, live events, and
+    the caches of queue rates and poses."""
 
     settings: Settings
     broker: EngineBroker
@@ -36,6 +38,7 @@ class Resources:
     limiter: RequestLimiter
     events: EventHub
     rates: RatesCache
+    poses: PoseCache
 
 
 Res = NamedDependency[Resources]
@@ -65,6 +68,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     limiter=RequestLimiter(redis, queue, per_second=settings.api_user_rps),
                     events=events,
                     rates=RatesCache(broker.ledger),
+                    poses=PoseCache(store),
                 )
             finally:
                 await events.stop()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
-from imagequeue_api.eta import RatesCache, eta_seconds
+from imagequeue_api.eta import RatesCache, eta_seconds, waiting_eta_seconds
 from imagequeue_api.schemas import CharacterOut, GenerationOut, ImageJob
 from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import JobLedger
+from imagequeue_common.queue.ledger import Enqueued, JobLedger
 from imagequeue_common.store import Character
 
 
@@ -50,6 +50,21 @@ async def character_view(
         except JobNotFoundError:  # cleaned after retention: its outcome is on the character
             done = bool(character.display_image_urls)
             image_job = ImageJob(character.image_job_id, "completed" if done else "expired")
+    return _character_out(character, image_job)
+
+
+async def queued_character_view(
+    character: Character, queued: Enqueued, rates_cache: RatesCache
+) -> CharacterOut:
+    """A character whose image job was just queued: the job's state and place come from
+    the enqueue itself, so the answer costs no further read of the job."""
+    rates = await rates_cache.get()
+    eta = waiting_eta_seconds(queued.position, rates)
+    image_job = ImageJob(queued.job_id, queued.state.value, queued.position, eta)
+    return _character_out(character, image_job)
+
+
+def _character_out(character: Character, image_job: ImageJob | None) -> CharacterOut:
     return CharacterOut(
         id=character.id,
         name=character.name,

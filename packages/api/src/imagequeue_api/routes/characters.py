@@ -15,10 +15,10 @@ from imagequeue_api.problems import Problem
 from imagequeue_api.replies import idempotent, json_body, reply
 from imagequeue_api.resources import Res, Resources
 from imagequeue_api.schemas import CharacterOut, CreateCharacter, Envelope, ImageJob, Page
-from imagequeue_api.views import character_view
+from imagequeue_api.views import character_view, queued_character_view
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import ImageQueueError, JobNotFoundError, JobStateError
-from imagequeue_common.generation import add_image_generation_job, new_job_id
+from imagequeue_common.generation import new_job_id, queue_image_generation
 from imagequeue_common.store import Character, NewCharacter
 
 log = logging.getLogger("imagequeue.api")
@@ -88,7 +88,7 @@ async def create_character(
 ) -> CharacterOut:
     """Store the character and queue its image; never one without the other."""
     store, broker = resources.store, resources.broker
-    pose = await store.get_pose(data.personality.pose_id)
+    pose = await resources.poses.get(data.personality.pose_id)
     priority = allowed_priority(caller, data.priority)
     enabled = resources.settings.ai_generation_enabled
     personality = msgspec.to_builtins(data.personality)
@@ -102,7 +102,7 @@ async def create_character(
         view = await character_view(broker.ledger, character, resources.rates)
         return msgspec.structs.replace(view, image_job=ImageJob("", "disabled"))
     try:
-        await add_image_generation_job(
+        queued = await queue_image_generation(
             broker, CharacterRef(id=character.id, name=character.name[:120]),
             PoseRef(id=pose.id, name=pose.name), caller.user_id, priority, job_id=job_id,
         )  # fmt: skip
@@ -113,4 +113,4 @@ async def create_character(
         except ImageQueueError:
             log.exception("could not remove character %s after its job failed", character.id)
         raise
-    return await character_view(broker.ledger, character, resources.rates)
+    return await queued_character_view(character, queued, resources.rates)

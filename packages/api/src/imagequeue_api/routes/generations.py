@@ -91,7 +91,7 @@ async def queue_generation(
 ) -> GenerationOut:
     """Queue an image of ``data.character_id`` (in its own pose unless another is given)."""
     character = await own_character(resources, caller, data.character_id)
-    pose = await resources.store.get_pose(data.pose_id or character.pose_id)
+    pose = await resources.poses.get(data.pose_id or character.pose_id)
     priority = allowed_priority(caller, data.priority)
     broker = resources.broker
     job_id = await add_image_generation_job(

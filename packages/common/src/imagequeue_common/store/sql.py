@@ -61,7 +61,8 @@ class Database(Protocol):
     dialect: Dialect
 
     def transaction(self, *, write: bool = True) -> AbstractAsyncContextManager[Session]:
-        """A session: a transaction when ``write``; else for one read-only statement.
+        """A session: a transaction when ``write``; else for one autocommitted statement (a
+        read, or a single self-contained write).
 
         Driver errors leave it as ``StoreUnavailableError`` (the database is unreachable)
         or ``StoreError``; any error rolls the transaction back.
@@ -139,16 +140,19 @@ class SqlStore:
             created_at=now,
             updated_at=now,
         )
-        async with self._db.transaction() as s:
-            if await s.fetchrow("SELECT 1 FROM poses WHERE id = ?", new.pose_id) is None:
-                raise PoseNotFoundError(new.pose_id)
-            await s.execute(
+        # One self-contained statement (its own atomic commit): the character goes in only
+        # if its pose exists, with no transaction held open across round trips.
+        async with self._db.transaction(write=False) as s:
+            added = await s.fetchrow(
                 "INSERT INTO characters (id, user_id, name, pose_id, description, personality, "
-                "image_job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "image_job_id, created_at, updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM poses WHERE id = ?) RETURNING id",
                 character.id, character.user_id, character.name, character.pose_id,
                 character.description, msgspec.json.encode(character.personality).decode(),
-                character.image_job_id, now, now,
+                character.image_job_id, now, now, character.pose_id,
             )  # fmt: skip
+        if added is None:
+            raise PoseNotFoundError(new.pose_id)
         return character
 
     async def get_character(self, character_id: str) -> Character:
