@@ -43,6 +43,19 @@ async def test_enqueue_answers_the_new_job_s_place_in_claim_order(ledger: JobLed
     assert await ledger.position("l") == low.position
 
 
+async def test_concurrent_enqueues_go_together_but_answer_alone(
+    ledger: JobLedger, redis: Redis
+) -> None:
+    await add(ledger, "taken")
+    await redis.script_flush()  # the server lost its scripts (as after a restart)
+    ids = [f"j{i}" for i in range(40)] + ["taken"]
+    results = await asyncio.gather(*(ledger.enqueue(i, "t", "{}") for i in ids),
+                                   return_exceptions=True)  # fmt: skip
+    assert isinstance(results[-1], DuplicateJobError)  # its own error, the others unharmed
+    assert [r.position for r in results[:-1]] == list(range(1, 41))  # type: ignore[union-attr]
+    assert (await ledger.stats()).waiting == 41
+
+
 async def test_enqueue_then_claim_leases_the_job(ledger: JobLedger) -> None:
     await add(ledger, "a", user_id="u1")
     result = await ledger.claim("w1", 5)

@@ -149,7 +149,7 @@ class JobLedger:
         if attempts < 1:
             raise InvalidJobError(f"max attempts must be at least 1, got {attempts}")
         k = self.keys
-        reply = await self._scripts.call(
+        reply = await self._scripts.call_coalesced(
             "enqueue",
             [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
