@@ -164,6 +164,26 @@ async def test_create_with_unknown_pose_writes_nothing(store: CharacterStore) ->
     assert await store.list_characters("u1") == []
 
 
+async def test_concurrent_creations_each_get_their_own_answer(store: CharacterStore) -> None:
+    # Arriving together, they are written in batches (group commit on the SQL stores); one
+    # bad pose in a batch fails that creation only.
+    news = [NewCharacter("u1", f"c{i}", "pose-standing") for i in range(120)]
+    news[57] = NewCharacter("u1", "lost", "pose-nope")
+    results = await asyncio.gather(*(store.create_character(n) for n in news),
+                                   return_exceptions=True)  # fmt: skip
+    assert isinstance(results[57], PoseNotFoundError)
+    made = [r for r in results if isinstance(r, Character)]
+    assert len(made) == 119
+    assert await store.count_characters("u1") == 119
+    listed = {c.id for c in await store.list_characters("u1", limit=100)}
+    listed |= {c.id for c in await store.list_characters("u1", limit=100, offset=100)}
+    assert listed == {c.id for c in made}
+    fine = [NewCharacter("u2", f"d{i}", "pose-sitting") for i in range(50)]
+    more = await asyncio.gather(*(store.create_character(n) for n in fine))
+    assert len({c.id for c in more}) == 50
+    assert await store.count_characters("u2") == 50
+
+
 async def test_list_is_own_newest_first_paginated_and_counted(store: CharacterStore) -> None:
     mine = [await make(store, "u1", f"c{i}") for i in range(3)]
     other = await make(store, "u2", "theirs")

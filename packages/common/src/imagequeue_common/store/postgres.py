@@ -12,7 +12,7 @@ import asyncio
 import functools
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -68,6 +68,9 @@ class _Session:
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._conn.execute(numbered(sql), *args)
+
+    async def execute_many(self, sql: str, rows: list[Sequence[Any]]) -> None:
+        await self._conn.executemany(numbered(sql), rows)
 
 
 class PostgresDatabase:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ class _Session:
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self._conn.execute(sql, args)
+
+    async def execute_many(self, sql: str, rows: list[Sequence[Any]]) -> None:
+        await self._conn.executemany(sql, rows)
 
 
 class SqliteDatabase:
