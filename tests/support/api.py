@@ -41,6 +41,14 @@ class ApiServer:
             time.sleep(0.05)
         return self
 
+    def wait_log(self, text: str, timeout_s: float = 30) -> None:
+        """Wait until the server's output contains ``text`` (e.g. all processes ready)."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the API's output; see {self.log_path}")
+            time.sleep(0.05)
+
     def _healthy(self) -> bool:
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200

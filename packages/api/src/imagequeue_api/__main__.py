@@ -7,8 +7,7 @@ import asyncio
 import os
 import sys
 
-import uvicorn
-
+from imagequeue_api import serving
 from imagequeue_api.apikeys import ApiKeyStore
 from imagequeue_api.cli_keys import add_key_commands, run_key_command
 from imagequeue_common.errors import SettingsError
@@ -18,19 +17,9 @@ from imagequeue_common.settings import Settings, load_settings
 
 
 def serve(settings: Settings) -> int:
-    """Run uvicorn with ``API_PROCESSES`` processes on ``API_HOST:API_PORT``."""
+    """Serve ``API_PROCESSES`` processes on ``API_HOST:API_PORT`` (see :mod:`serving`)."""
     configure_logging(settings.log_format, settings.log_level)
-    uvicorn.run(
-        "imagequeue_api.app:app_from_env",
-        factory=True,
-        host=settings.api_host,
-        port=settings.api_port,
-        workers=settings.api_processes,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
+    return serving.serve(settings)
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
