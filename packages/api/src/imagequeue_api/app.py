@@ -21,6 +21,7 @@ from imagequeue_api.routes.catalog import PoseController, queue_stats
 from imagequeue_api.routes.characters import CharacterController
 from imagequeue_api.routes.generations import GenerationController
 from imagequeue_api.routes.health import healthz, metrics, readyz
+from imagequeue_common.logs import configure_logging
 from imagequeue_common.settings import Settings, load_settings
 
 
@@ -47,6 +48,9 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers={Exception: problems.handle},
         lifespan=[lifespan(settings)],
         request_max_body_size=settings.api_max_body_bytes,
+        # Logging is ours (configure_logging: LOG_FORMAT, LOG_LEVEL), the same in every
+        # process; Litestar's default would route each record through a queue thread.
+        logging_config=None,
         # App level: Litestar deep-copies routers, and the session cipher cannot be copied.
         # The cookie's path is /admin, so API requests carry none.
         middleware=[session_config(settings).middleware] if dashboard_on(settings) else [],
@@ -62,5 +66,10 @@ def create_app(settings: Settings) -> Litestar:
 
 
 def app_from_env() -> Litestar:
-    """Factory for uvicorn (``imagequeue_api.app:app_from_env``): settings from the environment."""
-    return create_app(load_settings(os.environ))
+    """Factory for uvicorn (``imagequeue_api.app:app_from_env``): settings from the environment.
+
+    It runs in each API process (uvicorn spawns them), so logging is set up here as well.
+    """
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)

@@ -7,8 +7,6 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 
 from imagequeue_api.apikeys import ApiKey
 from imagequeue_api.idempotency import IdempotencyBusyError, Mismatch, Replay, validate_key
@@ -18,9 +16,10 @@ from imagequeue_api.resources import Resources
 JSON = "application/json"
 
 
-async def json_body(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: a POST body must be JSON (415 otherwise), checked before it is parsed."""
-    content_type = connection.headers.get("content-type", "")
+async def json_body(request: Request[Any, Any, Any]) -> None:
+    """``before_request`` hook: a POST body must be JSON (415 otherwise), checked before it is
+    parsed. A hook, not a guard: Litestar copies the route handler for every guard call."""
+    content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != JSON:
         raise Problem(415, f"Send the body as {JSON}, not {content_type or 'nothing'}.")
 

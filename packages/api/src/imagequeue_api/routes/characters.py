@@ -38,7 +38,7 @@ class CharacterController(Controller):
     path = "/api/v1/characters"
     tags = ["characters"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post(guards=[json_body], status_code=201)
+    @post(before_request=json_body, status_code=201)
     async def create(
         self, data: JSONBody[CreateCharacter], request: Request[Any, Any, Any], caller: Caller,
         resources: Res,

@@ -44,7 +44,7 @@ class GenerationController(Controller):
     path = "/api/v1/generations"
     tags = ["generations"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post(guards=[json_body], status_code=202)
+    @post(before_request=json_body, status_code=202)
     async def create(
         self, data: JSONBody[CreateGeneration], request: Request[Any, Any, Any], caller: Caller,
         resources: Res,
