@@ -1,29 +1,48 @@
 """API benchmark: ``POST /api/v1/characters`` at 1000 concurrent connections, one JSON line.
 
-The load comes from ``wrk`` (Debian's package; installed with apt-get when missing and
-root), a separate C process, not the API's own: the API runs as ``imagequeue-api serve``
-with ``API_PROCESSES`` processes on a private Redis and SQLite. Every request is a real
-character creation: a database insert and a job queued in Redis (no worker runs, so jobs
-wait; the per-user limits are off so one key can drive the load).
+The API runs as ``imagequeue-api serve`` with ``API_PROCESSES`` processes on a private Redis
+and SQLite, and the load comes from separate C programs from Debian's packages (installed
+with apt-get when missing and root). Every request is a real character creation: a
+database insert and a job queued in Redis (no worker runs, so jobs wait; the per-user
+limits are off so one key can drive the load). Two phases, each on 1000 connections:
+
+- **saturation** (``wrk``, closed loop: each connection sends its next request when the
+  last is answered): the most requests per second the API serves — ``requests_per_s``.
+  Latency here is only queueing: with 1000 connections always waiting, the mean is 1000 ÷
+  the rate (Little's law), so it says nothing a user would see below saturation.
+- **paced** (``h2load --rps``): the same connections offering a fixed total rate
+  (default 2000/s, the issue's figure); ``p50_ms``/``p99_ms`` are the latencies at that
+  load, from h2load's per-request log, the first 2 s (connection set-up) left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import math
 import os
 import platform
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.engine import ROOT
 from imagequeue_common.embedded_redis import EmbeddedRedis, free_port
+from imagequeue_common.queue.ledger import JobLedger
+from imagequeue_common.redis_conn import command_client
+from imagequeue_common.settings import Settings
 
 DEV_KEY = "bench-api-key-0123456789"
+WARMUP_S = 2
+STAGGER_PERIOD_S = 0.01
 LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -37,15 +56,15 @@ end
 """
 
 
-def ensure_wrk() -> str:
-    """``wrk`` on PATH, installed from Debian's packages when missing (as root)."""
-    found = shutil.which("wrk")
+def ensure_tool(command: str, package: str) -> str:
+    """``command`` on PATH, installed from Debian's ``package`` when missing (as root)."""
+    found = shutil.which(command)
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False,
+        subprocess.run(["apt-get", "install", "-y", "-q", package], check=False,
                        capture_output=True)  # fmt: skip
-        found = shutil.which("wrk")
+        found = shutil.which(command)
     if found is None:
-        sys.exit("bench-api needs wrk (apt-get install wrk)")
+        sys.exit(f"bench-api needs {command} (apt-get install {package})")
     return found
 
 
@@ -55,9 +74,10 @@ def to_ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def parse(out: str) -> dict[str, float]:
-    """Requests/s, p50, p99 and errors from ``wrk --latency`` output."""
+def parse_wrk(out: str) -> dict[str, float]:
+    """Requests/s, p50, p99, errors and requests done from ``wrk --latency`` output."""
     rate = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     errors = 0
@@ -67,64 +87,154 @@ def parse(out: str) -> dict[str, float]:
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         errors += int(non2xx.group(1))
-    return {"requests_per_s": round(rate, 1), "p50_ms": round(p50, 1), "p99_ms": round(p99, 1),
-            "errors": errors}  # fmt: skip
+    return {"requests_per_s": round(rate, 1), "saturated_p50_ms": round(p50, 1),
+            "saturated_p99_ms": round(p99, 1), "saturated_errors": errors,
+            "saturated_requests": done}  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of sorted ``values``, nearest rank."""
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def parse_h2load(log: Path, out: str) -> dict[str, float]:
+    """Latency percentiles, achieved rate and errors from h2load's per-request log (rows:
+    start µs, status, µs to the end of the response), the first ``WARMUP_S`` left out."""
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    begin = min(int(r[0]) for r in rows) + WARMUP_S * 1e6
+    kept = [r for r in rows if int(r[0]) >= begin]
+    ms = sorted(int(r[2]) / 1000 for r in kept)
+    bad = sum(1 for r in kept if r[1] != "201")
+    failed = re.search(r"requests: .*? (\d+) failed, (\d+) errored, (\d+) timeout", out)
+    lost = sum(int(g) for g in failed.groups()) if failed else 0
+    return {"p50_ms": round(percentile(ms, 0.50), 1), "p99_ms": round(percentile(ms, 0.99), 1),
+            "paced_achieved_rps": round(len(kept) / _span_s(kept), 1),
+            "errors": bad + lost}  # fmt: skip
+
+
+def _span_s(rows: list[list[str]]) -> float:
+    """Seconds from the first request start to the last one's end."""
+    first = min(int(r[0]) for r in rows)
+    last = max(int(r[0]) + int(r[2]) for r in rows)
+    return (last - first) / 1e6
+
+
+def run_wrk(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The saturation phase."""
+    wrk = ensure_tool("wrk", "wrk")
+    script = tmp / "post.lua"
+    script.write_text(LUA % DEV_KEY)
+    done = subprocess.run(
+        [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
+         "--timeout", "10s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return parse_wrk(done.stdout)
+
+
+def run_h2load(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The paced phase: ``args.paced_rps`` in all, spread evenly over the connections."""
+    h2load = ensure_tool("h2load", "nghttp2-client")
+    body = tmp / "body.json"
+    body.write_text('{"name":"Bench","personality":{"poseId":"pose-standing"}}')
+    log = tmp / "h2load.log"
+    per_client = args.paced_rps / args.connections
+    # Connections start a few at a time over one pacing interval, so their sends interleave
+    # evenly instead of all 1000 firing in the same instant every interval.
+    starts_per_period = max(1, math.ceil(args.connections * STAGGER_PERIOD_S * per_client))
+    done = subprocess.run(
+        [h2load, "--h1", "-c", str(args.connections), "-t", "1", "--rps", f"{per_client:g}",
+         "-r", str(starts_per_period), "--rate-period", f"{round(STAGGER_PERIOD_S * 1000)}ms",
+         "-n", str(args.paced_rps * args.duration), "-d", str(body), "--log-file", str(log),
+         "-H", f"Authorization: Bearer {DEV_KEY}", "-H", "Content-Type: application/json",
+         url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return parse_h2load(log, done.stdout)
 
 
 def main() -> None:
-    """Start Redis and the API, run wrk, print one JSON line."""
+    """Start Redis and the API, run both phases, print one JSON line."""
     parser = argparse.ArgumentParser(prog="just bench-api")
     parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--duration", default="20s")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--duration", type=int, default=20, help="seconds per phase")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--api-processes", type=int, default=2)
+    parser.add_argument("--paced-rps", type=int, default=2000)
     args = parser.parse_args()
-    wrk = ensure_wrk()
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = EmbeddedRedis(Path(tmp) / "redis")
-        url = redis.start()
-        port = free_port()
-        env = {**os.environ, "REDIS_URL": url, "API_PORT": str(port), "API_DEV_KEY": DEV_KEY,
-               "API_PROCESSES": str(args.api_processes), "DATABASE_URL": f"sqlite:///{tmp}/b.db",
-               "ASSETS_DIR": f"{tmp}/assets", "USER_MAX_PENDING": "0", "API_USER_RPS": "0",
-               "AI_GENERATION_API_URL": "http://127.0.0.1:9/unused",
-               "PYTHONPATH": str(ROOT)}  # fmt: skip
-        api = subprocess.Popen([sys.executable, "-m", "imagequeue_api", "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            _wait_ready(port)
-            script = Path(tmp) / "post.lua"
-            script.write_text(LUA % DEV_KEY)
-            done = subprocess.run(
-                [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", args.duration,
-                 "--timeout", "10s", "--latency", "-s", str(script),
-                 f"http://127.0.0.1:{port}/api/v1/characters"],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-        finally:
-            api.terminate()
-            api.wait(30)
-            redis.stop()
+    figures: dict[str, float] = {}
+    for phase in (run_wrk, run_h2load):  # a fresh API, Redis and database for each phase
+        with tempfile.TemporaryDirectory() as tmp:
+            with api_server(Path(tmp), args.api_processes) as (url, redis_url, stop_api):
+                figures |= phase(f"{url}/api/v1/characters", Path(tmp), args)
+                stop_api()  # graceful: requests in flight when the load stopped finish first
+                created = asyncio.run(created_counts(Path(tmp) / "b.db", redis_url))
+            if created["characters"] != created["queued_jobs"]:
+                sys.exit(f"{phase.__name__}: characters and queued jobs differ: {created}")
+            figures[f"{phase.__name__.removeprefix('run_')}_created"] = created["characters"]
     line = {"bench": "api", "route": "POST /api/v1/characters",
-            "connections": args.connections, **parse(done.stdout),
-            "api_processes": args.api_processes, "load_generator": "wrk",
+            "connections": args.connections, "requests_per_s": figures.pop("requests_per_s"),
+            "p50_ms": figures.pop("p50_ms"), "p99_ms": figures.pop("p99_ms"),
+            "errors": figures.pop("errors") + figures["saturated_errors"],
+            "api_processes": args.api_processes, "paced_rps": args.paced_rps, **figures,
+            "load_generators": "wrk (saturation), h2load (paced)",
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                        f"Python {platform.python_version()}"}  # fmt: skip
     print(json.dumps(line))
 
 
-def _wait_ready(port: int) -> None:
-    import time  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+async def created_counts(db: Path, redis_url: str) -> dict[str, int]:
+    """Characters in the database and jobs waiting in Redis: every 201 must have made one
+    of each (a check that the figures count real work)."""
+    with sqlite3.connect(db) as conn:
+        characters = int(conn.execute("SELECT COUNT(*) FROM characters").fetchone()[0])
+    client = command_client(redis_url)
+    try:
+        stats = await JobLedger(client, Settings(redis_url=redis_url)).stats()
+    finally:
+        await client.aclose()
+    return {"characters": characters, "queued_jobs": stats.waiting}
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit("the API did not become ready")
+
+@contextlib.contextmanager
+def api_server(tmp: Path, processes: int) -> Iterator[tuple[str, str, Callable[[], None]]]:
+    """``imagequeue-api serve`` on a private Redis and SQLite; its URL, Redis's URL and a
+    function stopping the API (Redis stays up until the block ends), once every process
+    accepts connections."""
+    redis = EmbeddedRedis(tmp / "redis")
+    url = redis.start()
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": url, "API_PORT": str(port), "API_DEV_KEY": DEV_KEY,
+           "API_PROCESSES": str(processes), "DATABASE_URL": f"sqlite:///{tmp}/b.db",
+           "ASSETS_DIR": f"{tmp}/assets", "USER_MAX_PENDING": "0", "API_USER_RPS": "0",
+           "AI_GENERATION_API_URL": "http://127.0.0.1:9/unused",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    log = tmp / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen([sys.executable, "-m", "imagequeue_api", "serve"], env=env,
+                               stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        ready = f"all {processes} API processes ready" if processes > 1 else "startup complete"
+        _wait_for(log, ready, api)
+        yield f"http://127.0.0.1:{port}", url, lambda: _stop(api)
+    finally:
+        _stop(api)
+        redis.stop()
+
+
+def _stop(api: subprocess.Popen[bytes]) -> None:
+    if api.poll() is None:
+        api.terminate()
+        api.wait(60)
+
+
+def _wait_for(log: Path, text: str, api: subprocess.Popen[bytes]) -> None:
+    """Wait until the API's output says ``text`` (every process accepts connections)."""
+    deadline = time.monotonic() + 60
+    while text not in log.read_text(errors="replace"):
+        if api.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the API did not become ready:\n{log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
 
 
 if __name__ == "__main__":
