@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.di import Provide
 
+from imagequeue_common.runtime import freeze_startup_heap
 from loadtest.stub_ai import control
 from loadtest.stub_ai.config import StubConfig
 from loadtest.stub_ai.protocols import automatic1111, comfyui, generic, openai, runpod
@@ -28,6 +29,7 @@ def create_app(config: StubConfig) -> Litestar:
             *control.ROUTES,
         ],
         dependencies={"stub": Provide(provide_stub, sync_to_thread=False)},
+        on_startup=[freeze_startup_heap],  # short GC pauses: arrival times stamped on time
         on_shutdown=[stub.close],
         openapi_config=None,
     )

@@ -21,6 +21,7 @@ from imagequeue_api.poses import PoseCache
 from imagequeue_api.ratelimit import RequestLimiter
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.redis_conn import blocking_client
+from imagequeue_common.runtime import freeze_startup_heap
 from imagequeue_common.settings import Settings
 from imagequeue_common.store import CharacterStore, open_store
 
@@ -88,6 +89,7 @@ def lifespan(
     async def run(app: Litestar) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
+            freeze_startup_heap()
             yield
 
     return run

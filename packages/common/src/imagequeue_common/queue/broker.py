@@ -34,6 +34,7 @@ from imagequeue_common.queue.ledger import Enqueued, FinishOp, JobLedger
 from imagequeue_common.queue.result_backend import JobResultBackend
 from imagequeue_common.queue.retry import Outcome, RetryPolicy, short_error
 from imagequeue_common.redis_conn import blocking_client, command_client, require_no_eviction
+from imagequeue_common.runtime import freeze_startup_heap
 from imagequeue_common.settings import Settings
 
 log = logging.getLogger("imagequeue.engine")
@@ -118,7 +119,9 @@ class EngineBroker(AsyncBroker):
             self._heartbeat = asyncio.create_task(
                 self._heartbeat_loop(), name="imagequeue-heartbeat"
             )
-        await super().startup()
+        await super().startup()  # the worker's own startup handlers (store, HTTP client)
+        if self.is_worker_process:
+            freeze_startup_heap()
 
     async def shutdown(self) -> None:
         """Stop taking work, record finished runs, give back unstarted jobs, close clients."""
