@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from imagequeue_api.eta import QueueRates, eta_seconds
+from imagequeue_api.eta import QueueRates, drain_eta_seconds, eta_seconds
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
 
@@ -45,3 +45,14 @@ def test_active_delayed_finished_and_no_workers() -> None:
     assert eta_seconds(job(JobState.COMPLETED), None, rates, NOW) == 0
     nobody = QueueRates(mean_job_s=40, slots=0, rate_per_s=10)
     assert eta_seconds(job(JobState.WAITING), 3, nobody, NOW) is None
+
+
+def test_the_backlog_drains_at_the_sustainable_rate() -> None:
+    # The seed's arithmetic corrected: 5 slots at 45 s per image start 0.11 jobs/s, so 100
+    # waiting jobs take 900 s (+ one job time), not 10 s at the 10/s limit.
+    slow = QueueRates(mean_job_s=45, slots=5, rate_per_s=10)
+    assert drain_eta_seconds(100, slow) == pytest.approx(100 / (5 / 45) + 45)
+    fast = QueueRates(mean_job_s=45, slots=500, rate_per_s=10)  # >= 10 x 45 slots: the limit binds
+    assert drain_eta_seconds(100, fast) == pytest.approx(100 / 10 + 45)
+    assert drain_eta_seconds(0, slow) == 0
+    assert drain_eta_seconds(5, QueueRates(mean_job_s=45, slots=0, rate_per_s=10)) is None

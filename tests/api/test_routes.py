@@ -210,6 +210,9 @@ async def test_queue_stats(client: Client, make_key: MakeKey) -> None:
     seed = ("waiting", "active", "completed", "failed", "delayed", "total")
     assert [stats[k] for k in seed] == [1, 0, 0, 0, 0, 1]
     assert (stats["jobsPerMinute"], stats["liveWorkers"], stats["rateLimitMax"]) == (0, 0, 0)
+    # No live worker: no capacity, and no telling when the backlog drains.
+    assert (stats["slots"], stats["capacityPerSecond"], stats["drainEtaSeconds"]) == (0, 0, None)
+    assert stats["meanJobSeconds"] == 45  # the seed's typical image time until measured
 
 
 async def test_health_ready_and_metrics(app: Litestar, redis: Any, api_settings: Settings) -> None:

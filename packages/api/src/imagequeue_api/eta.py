@@ -86,6 +86,16 @@ def eta_seconds(
     return round(wait_s + rates.mean_job_s, 1)
 
 
+def drain_eta_seconds(backlog: int, rates: QueueRates) -> float | None:
+    """Seconds until ``backlog`` jobs (waiting and delayed) are all done at the rate the
+    queue sustains now; None with no live worker."""
+    if backlog == 0:
+        return 0.0
+    if rates.start_rate <= 0:
+        return None
+    return round(backlog / rates.start_rate + rates.mean_job_s, 1)
+
+
 def waiting_eta_seconds(position: int | None, rates: QueueRates) -> float | None:
     """Seconds until a waiting job with ``position`` jobs ahead should be done."""
     if rates.start_rate <= 0:

@@ -123,3 +123,12 @@ class QueueStatsOut(msgspec.Struct, frozen=True, rename="camel"):
     live_workers: int
     rate_limit_max: int
     rate_limit_duration_ms: int
+    slots: int
+    """Concurrent jobs the live workers can run."""
+    mean_job_seconds: float
+    """Recent mean run time (last minute, else lifetime, else the seed's 45 s)."""
+    capacity_per_second: float
+    """Job starts per second the queue sustains now: the rate limit or slots ÷ mean job
+    time, whichever is lower (the observed rate when every slot is busy and it is lower)."""
+    drain_eta_seconds: float | None
+    """Time to finish the waiting and delayed jobs at that rate; null with no live worker."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 from litestar import Controller, get
 from litestar.params import FromPath
 
 from imagequeue_api.apikeys import ApiKey
 from imagequeue_api.auth import Caller
+from imagequeue_api.eta import drain_eta_seconds
 from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Res
 from imagequeue_api.schemas import Envelope, PoseOut, QueueStatsOut
@@ -43,12 +46,15 @@ class PoseController(Controller):
 @get("/api/v1/queue/stats", tags=["queue"])
 async def queue_stats(caller: Caller, resources: Res) -> Envelope[QueueStatsOut]:
     """The seed's ``{waiting, active, completed, failed, delayed, total}``, jobs/min over
-    the last minute and the live workers."""
+    the last minute, the live workers and slots, and what they give: the sustainable start
+    rate, the mean job time and the time to drain the backlog."""
     del caller
     ledger, settings = resources.broker.ledger, resources.settings
     stats = await ledger.stats()
     recent = await ledger.throughput()
     workers = await ledger.live_workers()
+    rates = await resources.rates.get()
+    capacity = rates.start_rate if math.isfinite(rates.start_rate) else 0.0
     return Envelope(
         QueueStatsOut(
             waiting=stats.waiting,
@@ -63,5 +69,9 @@ async def queue_stats(caller: Caller, resources: Res) -> Envelope[QueueStatsOut]
             live_workers=len(workers),
             rate_limit_max=settings.rate_limit_max,
             rate_limit_duration_ms=settings.rate_limit_duration_ms,
+            slots=rates.slots,
+            mean_job_seconds=round(rates.mean_job_s, 2),
+            capacity_per_second=round(capacity, 3),
+            drain_eta_seconds=drain_eta_seconds(stats.waiting + stats.delayed, rates),
         )
     )
