@@ -23,7 +23,7 @@ from imagequeue_common.queue.retry import TRACEBACK_MARK, RetryPolicy, describe
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.settings import Settings, replace
 from tests.common.test_redis_compat import BUNDLED
-from tests.support.procs import stream_events, wait_until
+from tests.support.procs import server_ms, stream_events, wait_until
 
 
 @pytest.fixture
@@ -38,11 +38,6 @@ def admin(ledger: JobLedger) -> QueueAdmin:
 
 async def add(ledger: JobLedger, job_id: str, **kw: Any) -> None:
     await ledger.enqueue(job_id, "test.task", '{"x":1}', **kw)
-
-
-async def server_ms(redis: Redis) -> int:
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def next_ms(redis: Redis) -> None:

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.settings import Settings
+from tests.support.procs import server_ms
 
 
 async def finish_all(ledger: JobLedger, prefix: str, n: int, kind: str) -> list[str]:
@@ -17,11 +18,6 @@ async def finish_all(ledger: JobLedger, prefix: str, n: int, kind: str) -> list[
     for job in (await ledger.claim("w", n)).jobs:
         await ledger.finish([FinishOp(job.job_id, job.token, kind, "1", "err")])  # type: ignore[arg-type]
     return ids
-
-
-async def server_ms(redis: Redis) -> int:
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def test_clean_removes_exactly_what_is_past_retention(

@@ -19,6 +19,12 @@ from imagequeue_common.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def server_ms(redis: Redis) -> int:
+    """Redis's clock (``TIME``) in ms: the clock the engine's scripts use."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 async def wait_until(
     check: Callable[[], Awaitable[bool]], timeout_s: float, what: str, poll_s: float = 0.02
 ) -> None:
