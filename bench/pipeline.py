@@ -168,7 +168,9 @@ async def main() -> None:
         redis = command_client(url)
         stub = Stub()
         try:
-            base = Settings(redis_url=url, ai_generation_api_url=f"{stub.url}/generate")
+            # One bench user owns every job: no per-user quota (USER_MAX_PENDING).
+            base = Settings(redis_url=url, ai_generation_api_url=f"{stub.url}/generate",
+                            user_max_pending=0)  # fmt: skip
             limited = replace(base, queue_name="bench-limited",
                               database_url=f"sqlite:///{tmp}/limited.db",
                               assets_dir=f"{tmp}/limited")  # fmt: skip
