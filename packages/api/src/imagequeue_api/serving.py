@@ -90,14 +90,11 @@ def serve(settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 
-    ready: dict[int, Event] = {}
-
-    def start() -> BaseProcess:
-        started = context.Event()
-        child = context.Process(target=serve_one, args=(settings, started), name="imagequeue-api")
+    def start() -> tuple[BaseProcess, Event]:
+        ready = context.Event()
+        child = context.Process(target=serve_one, args=(settings, ready), name="imagequeue-api")
         child.start()
-        ready[id(child)] = started
-        return child
+        return child, ready
 
     def stop(signum: int, frame: FrameType | None) -> None:
         del frame
@@ -110,11 +107,11 @@ def serve(settings: Settings) -> int:
     code, announced = 0, False
     try:
         while not stopping.wait(CHECK_S):
-            if not announced and all(ready[id(c)].is_set() for c in children):
+            if not announced and all(ready.is_set() for _, ready in children):
                 # Connections opened before this may all sit on the processes up first.
                 log.info("all %d API processes ready", len(children))
                 announced = True
-            for i, child in enumerate(children):
+            for i, (child, _) in enumerate(children):
                 if child.is_alive():
                     continue
                 if child.exitcode == STARTUP_FAILURE:
@@ -124,13 +121,12 @@ def serve(settings: Settings) -> int:
                     break
                 log.error("API process %s exited (%s); starting another", child.pid,
                           child.exitcode)  # fmt: skip
-                del ready[id(child)]
                 children[i] = start()
     finally:
-        for child in children:
+        for child, _ in children:
             if child.is_alive() and child.pid is not None:
                 child.terminate()  # SIGTERM: uvicorn's graceful shutdown
-        for child in children:
+        for child, _ in children:
             child.join(30)
             if child.is_alive():
                 child.kill()

@@ -128,10 +128,16 @@ def _characters(rows: list[Row]) -> list[Character]:
     return list(found.values())
 
 
-_INSERT_CHARACTER = (
+_CHARACTER_INTO = (
     "INSERT INTO characters (id, user_id, name, pose_id, description, personality, "
-    "image_job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "image_job_id, created_at, updated_at) "
 )
+_INSERT_CHARACTER = _CHARACTER_INTO + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_CHARACTER_IF_POSE = (
+    _CHARACTER_INTO + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "  # noqa: S608 - constant fragments
+    "WHERE EXISTS (SELECT 1 FROM poses WHERE id = ?) RETURNING id"
+)
+"""One character, only if its pose exists (the extra parameter is the pose id again)."""
 
 
 def _character_row(c: Character) -> tuple[Any, ...]:
@@ -201,12 +207,8 @@ class SqlStore:
         # if its pose exists, with no transaction held open across round trips.
         async with self._db.transaction(write=False) as s:
             added = await s.fetchrow(
-                _INSERT_CHARACTER.replace("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                          "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
-                                          "WHERE EXISTS (SELECT 1 FROM poses WHERE id = ?) "
-                                          "RETURNING id"),
-                *_character_row(character), character.pose_id,
-            )  # fmt: skip
+                _INSERT_CHARACTER_IF_POSE, *_character_row(character), character.pose_id
+            )
         if added is None:
             raise PoseNotFoundError(character.pose_id)
 
