@@ -32,6 +32,7 @@ log = logging.getLogger("imagequeue.api.idempotency")
 # Printable ASCII, space included (RFC 9110 field values may hold it inside).
 _KEY = re.compile(r"[\x20-\x7e]{1,255}\Z")
 _FIRST_POLL_S = 0.01
+_EXPIRY_MARGIN_S = 0.05
 _MAX_POLL_S = 0.1
 _MAX_HELD = 1024
 
@@ -119,7 +120,10 @@ class IdempotencyStore:
         fingerprint = hashlib.sha256(body).hexdigest()
         token = secrets.token_hex(16)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._lock_s
+        # A holder that died began before us, so its lock is gone by lock_s from now; the
+        # margin keeps our last look from landing in the same millisecond as the expiry
+        # (Redis expires by its own ms clock): seen as a rare IdempotencyBusyError.
+        deadline = loop.time() + self._lock_s + _EXPIRY_MARGIN_S
         delay = _FIRST_POLL_S
         while True:
             reply = await self._begin(keys=[record], args=[fingerprint, token, self._lock_ms])
