@@ -93,6 +93,7 @@ def worker_env(settings: Settings, **overrides: object) -> dict[str, str]:
         "BACKOFF_DELAY_MS": str(settings.backoff_delay_ms),
         "LEASE_MS": str(settings.lease_ms),
         "STALL_LIMIT": str(settings.stall_limit),
+        "REDIS_RETRY_MS": str(settings.redis_retry_ms),
         "KEEP_COMPLETED_MS": str(settings.keep_completed_ms),
         "KEEP_FAILED_MS": str(settings.keep_failed_ms),
         # Without an upstream a worker runs the engine's test tasks only (no image pipeline).

@@ -64,6 +64,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A claimed job's lease; a live worker renews it every third of it."""
     stall_limit: int = 2
     """A job that stalls more often than this is dead-lettered."""
+    redis_retry_ms: int = 1000
+    """While Redis does not answer, a worker's claim loop and finisher (and the API's probe)
+    try again this often."""
 
     keep_completed_ms: int = 24 * 3600 * 1000
     keep_failed_ms: int = 7 * 24 * 3600 * 1000
@@ -168,6 +171,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("BACKOFF_DELAY_MS must be 0 or more", self.backoff_delay_ms >= 0),
             ("LEASE_MS must be at least 30", self.lease_ms >= 30),
             ("STALL_LIMIT must be 0 or more", self.stall_limit >= 0),
+            ("REDIS_RETRY_MS must be at least 10", self.redis_retry_ms >= 10),
             ("KEEP_COMPLETED_MS must be 0 or more", self.keep_completed_ms >= 0),
             ("KEEP_FAILED_MS must be 0 or more", self.keep_failed_ms >= 0),
             ("EVENTS_MAXLEN must be at least 100", self.events_maxlen >= 100),
@@ -324,6 +328,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "BACKOFF_DELAY_MS": ("backoff_delay_ms", _parse_int),
     "LEASE_MS": ("lease_ms", _parse_int),
     "STALL_LIMIT": ("stall_limit", _parse_int),
+    "REDIS_RETRY_MS": ("redis_retry_ms", _parse_int),
     "KEEP_COMPLETED_MS": ("keep_completed_ms", _parse_int),
     "KEEP_FAILED_MS": ("keep_failed_ms", _parse_int),
     "CLEAN_CRON": ("clean_cron", _parse_str),

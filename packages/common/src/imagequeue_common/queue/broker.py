@@ -21,18 +21,26 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from taskiq import AckableMessage, AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq.message import BrokerMessage
 
 from imagequeue_common.contracts import Priority
-from imagequeue_common.errors import InvalidJobError, JobFailureError, QueueUnavailableError
+from imagequeue_common.errors import (
+    InvalidJobError,
+    LeaseLostError,
+    QueueUnavailableError,
+)
+from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.finisher import Finisher, report
 from imagequeue_common.queue.formatter import MsgspecFormatter, encode_call
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
+from imagequeue_common.queue.labels import delay_ms, label_int, label_str
 from imagequeue_common.queue.ledger import Enqueued, FinishOp, JobLedger
 from imagequeue_common.queue.result_backend import JobResultBackend
-from imagequeue_common.queue.retry import Outcome, RetryPolicy, short_error
+from imagequeue_common.queue.retry import Outcome, RetryPolicy
+from imagequeue_common.queue.runlog import log_outcome
 from imagequeue_common.redis_conn import blocking_client, command_client, require_no_eviction
 from imagequeue_common.runtime import freeze_startup_heap
 from imagequeue_common.settings import Settings
@@ -56,6 +64,9 @@ class Lease:
     attempts: int
     max_attempts: int
     outcome: Outcome | None = None
+    lost: bool = False
+    """Recovery took the job back (the heartbeat or the run found out): its end must not
+    be recorded, and is not promised."""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -80,6 +91,8 @@ class EngineBroker(AsyncBroker):
         self._leases: dict[str, Lease] = {}
         self._ready: deque[AckableMessage] = deque()
         self._claiming: asyncio.Task[ClaimResult] | None = None
+        self._claim_outage = RedisOutage("claim", log, retry_s=settings.redis_retry_ms / 1000)
+        self._beat_outage = RedisOutage("heartbeat", log, retry_s=settings.lease_ms / 3000)
         self.add_middlewares(OutcomeMiddleware())
 
     @property
@@ -113,7 +126,7 @@ class EngineBroker(AsyncBroker):
         self._ledger = JobLedger(self._client, self.settings, namespace=self.namespace)
         if self.is_worker_process:
             self._blocking = blocking_client(self.redis_url)
-            self._finisher = Finisher(self._ledger)
+            self._finisher = Finisher(self._ledger, retry_s=self.settings.redis_retry_ms / 1000)
             self._finisher.start()
             await self._beat()
             self._heartbeat = asyncio.create_task(
@@ -168,11 +181,11 @@ class EngineBroker(AsyncBroker):
                 task_name,
                 data.decode(),
                 priority=priority,
-                user_id=_label_str(labels, "user_id"),
-                delay_ms=_delay_ms(labels.get("delay")),
-                max_attempts=_label_int(labels, "max_attempts"),
+                user_id=label_str(labels, "user_id"),
+                delay_ms=delay_ms(labels.get("delay")),
+                max_attempts=label_int(labels, "max_attempts"),
                 user_quota=self.settings.user_max_pending,
-                ref=_label_str(labels, "ref"),
+                ref=label_str(labels, "ref"),
             )
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc
@@ -183,17 +196,21 @@ class EngineBroker(AsyncBroker):
             if self._ready:
                 yield self._ready.popleft()
                 continue
-            want = max(1, self.settings.worker_concurrency - len(self._leases))
-            # Shielded: a claim cancelled by shutdown still lands in _leases, and is released.
-            self._claiming = asyncio.ensure_future(self._claim(want))
-            try:
-                result = await asyncio.shield(self._claiming)
-            except (RedisError, OSError) as exc:
-                log.warning("claim failed (%s); trying again in 1 s", exc)
-                await asyncio.sleep(1)
-                continue
-            if not result.jobs:
-                await self._wait(result)
+            # The wait for work is inside too: after a restart the blocking connection is
+            # the first to find out that Redis went away.
+            with self._claim_outage:
+                await self._claim_or_wait()
+            if self._claim_outage.failed_last:
+                await asyncio.sleep(self._claim_outage.retry_s)
+
+    async def _claim_or_wait(self) -> None:
+        want = max(1, self.settings.worker_concurrency - len(self._leases))
+        # Shielded: a claim cancelled by shutdown still lands in _leases, and is released.
+        self._claiming = asyncio.ensure_future(self._claim(want))
+        result = await asyncio.shield(self._claiming)
+        self._claim_outage.answered()  # now, not after a wait for work of up to 5 s
+        if not result.jobs:
+            await self._wait(result)
 
     async def _claim(self, want: int) -> ClaimResult:
         finished = self._finisher.take() if self._finisher else []
@@ -215,6 +232,8 @@ class EngineBroker(AsyncBroker):
             # Called by taskiq after the run (and after OutcomeMiddleware decided its end).
             if self._leases.get(lease.job_id) is lease:
                 del self._leases[lease.job_id]
+            if lease.lost:  # the finish script would refuse it; log_outcome said so
+                return
             outcome = lease.outcome or _UNRUNNABLE
             if self._finisher is None:
                 raise QueueUnavailableError("the broker is shut down")
@@ -233,7 +252,13 @@ class EngineBroker(AsyncBroker):
             timeout = min(timeout, result.wait_ms)
         if self._blocking is None:
             raise QueueUnavailableError("listen() needs a started worker broker")
-        await self.ledger.wait_for_work(self._blocking, timeout)
+        try:
+            await self.ledger.wait_for_work(self._blocking, timeout)
+        except RedisConnectionError:
+            # After a Redis restart the pooled connection of this client is dead, and the
+            # first wait on it fails although Redis answers; the client dropped it, so a
+            # second try runs on a new one. (A wait only pops wake-up tokens: safe to repeat.)
+            await self.ledger.wait_for_work(self._blocking, timeout)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_ms / 3000
@@ -243,10 +268,8 @@ class EngineBroker(AsyncBroker):
                 await asyncio.wait_for(self._stopping.wait(), interval)
             if self._stopping.is_set():
                 return
-            try:
+            with self._beat_outage:
                 await self._beat()
-            except (RedisError, OSError) as exc:
-                log.warning("heartbeat failed (%s); leases renew at the next beat", exc)
 
     async def _beat(self) -> None:
         ledger = self.ledger
@@ -261,6 +284,8 @@ class EngineBroker(AsyncBroker):
         leases = [(lease.job_id, lease.token) for lease in self._leases.values()]
         lost, _ = await ledger.extend(self.worker_id, info, leases)
         for job_id in lost:
+            if (held := self._leases.get(job_id)) is not None:
+                held.lost = True
             log.warning("lost the lease on job %s (it was recovered elsewhere)", job_id)
         requeued, dead = await ledger.recover_stalled()
         for job_id in requeued:
@@ -292,6 +317,8 @@ class OutcomeMiddleware(TaskiqMiddleware):
         if lease is None:
             return
         error = result.error if result.is_err else None
+        if isinstance(error, LeaseLostError):
+            lease.lost = True
         value = "" if result.is_err else _encode_result(result.return_value)
         lease.outcome = broker.policy.decide(
             attempts=lease.attempts, max_attempts=lease.max_attempts, error=error, value=value
@@ -299,62 +326,8 @@ class OutcomeMiddleware(TaskiqMiddleware):
         log_outcome(lease, lease.outcome, error, time.monotonic() - lease.started)
 
 
-def log_outcome(lease: Lease, outcome: Outcome, error: BaseException | None, ran_s: float) -> None:
-    """The seed's lifecycle lines for the end of a run (never the payload or prompt)."""
-    extra = {"job_id": lease.job_id, "attempt": lease.attempts, "outcome": outcome.kind}
-    if outcome.kind == "completed":
-        log.info("✓ Job %s completed in %.2fs", lease.job_id, ran_s, extra=extra)
-        return
-    if outcome.kind == "cancelled":
-        log.info("Job %s cancelled while running", lease.job_id, extra=extra)
-        return
-    # A traceback only for errors the task did not raise on purpose.
-    exc_info = error if error is not None and not isinstance(error, JobFailureError) else None
-    if outcome.kind == "retry":
-        log.warning(
-            "✗ Job %s failed after %d attempts: %s - retry %d/%d in %.1fs",
-            lease.job_id, lease.attempts, outcome.error, lease.attempts,
-            lease.max_attempts - 1, int(outcome.value) / 1000, extra=extra, exc_info=exc_info,
-        )  # fmt: skip
-        return
-    # The stored error's traceback section is left out: exc_info logs it, when wanted.
-    log.error(
-        "✗ Job %s failed after %d attempts: %s - moved to the dead-letter queue",
-        lease.job_id, lease.attempts, short_error(outcome.error), extra=extra, exc_info=exc_info,
-    )  # fmt: skip
-
-
 def _encode_result(value: object) -> str:
     try:
         return msgspec.json.encode(value).decode()
     except (TypeError, ValueError):
         return msgspec.json.encode(repr(value)).decode()
-
-
-def _delay_ms(raw: object) -> int:
-    if raw is None or raw == "":
-        return 0
-    try:
-        seconds = float(str(raw))
-    except ValueError:
-        raise InvalidJobError(f"delay must be a number of seconds, got {raw!r}") from None
-    if seconds < 0 or seconds != seconds:  # noqa: PLR0124  (NaN check)
-        raise InvalidJobError(f"delay must not be negative, got {raw!r}")
-    return round(seconds * 1000)
-
-
-def _label_str(labels: dict[str, Any], name: str) -> str:
-    value = str(labels.get(name, ""))
-    if len(value) > 64:
-        raise InvalidJobError(f"label {name} must be at most 64 characters")
-    return value
-
-
-def _label_int(labels: dict[str, Any], name: str) -> int | None:
-    raw = labels.get(name)
-    if raw is None:
-        return None
-    try:
-        return int(str(raw))
-    except ValueError:
-        raise InvalidJobError(f"label {name} must be a whole number, got {raw!r}") from None

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 
 log = logging.getLogger("imagequeue.engine")
@@ -23,8 +24,9 @@ FLUSH_DELAY_S = 0.005
 class Finisher:
     """Pending ends of runs; owns the fallback flusher task."""
 
-    def __init__(self, ledger: JobLedger) -> None:
+    def __init__(self, ledger: JobLedger, *, retry_s: float = 1.0) -> None:
         self._ledger = ledger
+        self._outage = RedisOutage("finisher", log, retry_s=retry_s)
         self._pending: list[FinishOp] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,17 +80,22 @@ class Finisher:
             await self._wake.wait()
             self._wake.clear()
             try:
-                await self._flush()
+                with self._outage:
+                    await self._flush()
             except Exception:
                 if self._closing:
                     raise
-                log.exception("writing finished jobs failed; retrying in 1 s")
-                await asyncio.sleep(1)
+                retry_s = self._outage.retry_s
+                log.exception("writing finished jobs failed; retrying in %.1f s", retry_s)
+                await asyncio.sleep(retry_s)
+                continue
+            if self._outage.failed_last and not self._closing:
+                await asyncio.sleep(self._outage.retry_s)
 
     async def _flush(self) -> None:
         batch = self.take()
         if not batch:
-            return
+            return  # a claim took them (which, if it failed, gives them back)
         try:
             applied = await self._ledger.finish(batch)
         except BaseException:
@@ -98,13 +105,19 @@ class Finisher:
 
 
 def report(batch: Sequence[FinishOp], applied: Sequence[bool]) -> None:
-    """Log the ends that were not recorded because the lease had been lost."""
+    """Log the ends that were not recorded because the lease had been lost meanwhile (a
+    loss the run knew of is logged by ``log_outcome``, and its end is never sent)."""
     for op, ok in zip(batch, applied, strict=True):
         if not ok:
             log.warning(
-                "job %s finished here after its lease was lost; its end was not recorded",
-                op.job_id,
-            )
+                "✗ Job %s: the end of its run here (%s) was not recorded: its lease had been "
+                "lost meanwhile, the job is in the hands of whoever holds it now",
+                op.job_id, _PLANNED.get(op.kind, op.kind),
+                extra={"job_id": op.job_id, "outcome": "lease_lost"},
+            )  # fmt: skip
+
+
+_PLANNED = {"retry": "a retry", "failed": "the dead-letter queue"}
 
 
 def _log_death(task: asyncio.Task[None]) -> None:
