@@ -15,7 +15,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from imagequeue_common.outage import RedisOutage
 
 log = logging.getLogger("imagequeue.api")
 BLOCK_MS = 5000
@@ -27,8 +28,11 @@ Event = dict[str, str]
 class EventHub:
     """Fans the queue's event stream out to per-job subscribers."""
 
-    def __init__(self, redis: Redis, stream: str, *, block_ms: int = BLOCK_MS) -> None:
+    def __init__(
+        self, redis: Redis, stream: str, *, block_ms: int = BLOCK_MS, retry_s: float = 1.0
+    ) -> None:
         self.redis = redis
+        self._outage = RedisOutage("event stream", log, retry_s=retry_s)
         self.stream = stream
         self.block_ms = block_ms
         self._subscribers: dict[str, set[asyncio.Queue[Event]]] = {}
@@ -70,11 +74,11 @@ class EventHub:
     async def _run(self) -> None:
         while True:
             await self._wanted.wait()
-            try:
+            last = None
+            with self._outage:
                 last = await self._newest_id()
-            except (RedisError, OSError) as exc:
-                log.warning("event stream read failed (%s); retrying in 1 s", exc)
-                await asyncio.sleep(1)
+            if last is None:
+                await asyncio.sleep(self._outage.retry_s)
                 continue
             self._following.set()
             await self._follow(last)
@@ -89,11 +93,11 @@ class EventHub:
 
     async def _follow(self, last: str) -> None:
         while self._subscribers:
-            try:
+            reply = None
+            with self._outage:
                 reply = await self.redis.xread({self.stream: last}, block=self.block_ms, count=500)
-            except (RedisError, OSError) as exc:
-                log.warning("event stream read failed (%s); retrying in 1 s", exc)
-                await asyncio.sleep(1)
+            if self._outage.failed_last:
+                await asyncio.sleep(self._outage.retry_s)
                 continue
             streams: list[tuple[str, list[tuple[str, Event]]]] = reply or []  # type: ignore[assignment]
             for _, entries in streams:

@@ -26,6 +26,7 @@ from imagequeue_common.errors import (
     StoreUnavailableError,
     UserQuotaError,
 )
+from imagequeue_common.outage import RedisOutage
 
 log = logging.getLogger("imagequeue.api")
 PROBLEM_JSON = "application/problem+json"
@@ -103,8 +104,24 @@ def to_problem(exc: Exception) -> Problem:
 
 
 def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Litestar exception handler for every exception."""
+    """Litestar exception handler for every exception.
+
+    An unreachable Redis answers 503 like any queue error, but is logged once per outage
+    (and once when it ends) by the process's :class:`RedisOutage`, not once per request.
+    """
+    outage = getattr(getattr(request.app.state, "resources", None), "outage", None)
+    if isinstance(outage, RedisOutage) and outage.noted(exc):
+        return problem_response(request, queue_unavailable())
     return problem_response(request, to_problem(exc))
+
+
+def queue_unavailable() -> Problem:
+    """The 503 for a queue that does not answer."""
+    return Problem(
+        503,
+        "The job queue is not answering; try again shortly.",
+        headers={"Retry-After": str(RETRY_UNAVAILABLE_S)},
+    )
 
 
 def _domain(exc: Exception) -> Problem | None:
@@ -116,9 +133,7 @@ def _domain(exc: Exception) -> Problem | None:
         )
     if isinstance(exc, QueueUnavailableError | RedisError | ConnectionError):
         log.warning("queue unavailable: %s", exc)
-        return Problem(
-            503, "The job queue is not answering; try again shortly.", headers=unavailable
-        )
+        return queue_unavailable()
     if isinstance(exc, UserQuotaError):
         return Problem(
             429,

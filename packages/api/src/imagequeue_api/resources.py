@@ -7,6 +7,7 @@ connects at import time.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from imagequeue_api.events import EventHub
 from imagequeue_api.idempotency import IdempotencyStore
 from imagequeue_api.poses import PoseCache
 from imagequeue_api.ratelimit import RequestLimiter
+from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.redis_conn import blocking_client
 from imagequeue_common.runtime import freeze_startup_heap
@@ -28,8 +30,8 @@ from imagequeue_common.store import CharacterStore, open_store
 
 @dataclass(slots=True)
 class Resources:
-    """The API process's clients: queue, store, keys, idempotency, limits, live events, and
-    the caches of queue rates and poses."""
+    """The API process's clients: queue, store, keys, idempotency, limits, live events, the
+    caches of queue rates and poses, and the process's view of Redis outages."""
 
     settings: Settings
     broker: EngineBroker
@@ -40,6 +42,7 @@ class Resources:
     events: EventHub
     rates: RatesCache
     poses: PoseCache
+    outage: RedisOutage
 
 
 Res = NamedDependency[Resources]
@@ -53,11 +56,14 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     await broker.startup()
     try:
         redis, queue = broker.ledger.client, settings.queue_name
+        retry_s = settings.redis_retry_ms / 1000
+        outage = RedisOutage("api", logging.getLogger("imagequeue.api"), retry_s=retry_s,
+                             ping=redis.ping)  # fmt: skip
         store = await open_store(settings.database_url)
         # The event hub blocks in XREAD: a connection of its own, without a read timeout.
         stream_client = blocking_client(settings.redis_url_or_default)
         try:
-            events = EventHub(stream_client, broker.ledger.keys.events)
+            events = EventHub(stream_client, broker.ledger.keys.events, retry_s=retry_s)
             events.start()
             try:
                 yield Resources(
@@ -70,8 +76,10 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     events=events,
                     rates=RatesCache(broker.ledger),
                     poses=PoseCache(store),
+                    outage=outage,
                 )
             finally:
+                await outage.close()
                 await events.stop()
                 await stream_client.aclose()
         finally:
