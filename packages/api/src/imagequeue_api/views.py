@@ -10,6 +10,7 @@ from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import Enqueued, JobLedger
+from imagequeue_common.queue.retry import public_error
 from imagequeue_common.store import Character
 
 
@@ -97,7 +98,7 @@ def _result_url(result: str | None) -> str | None:
 
 
 def _public_error(error: str | None) -> str | None:
-    """The error's first part (type and message), without the code location."""
+    """The error for users: no traceback, no code location, at most 500 characters."""
     if not error:
         return None
-    return error.split(" (at ", 1)[0][:500]
+    return public_error(error)[:500]

@@ -7,6 +7,7 @@ retry, and at once for terminal failures, the job is dead-lettered in ``failed``
 from __future__ import annotations
 
 import math
+import re
 import traceback
 
 import msgspec
@@ -88,3 +89,14 @@ def traceback_section(error: BaseException) -> str:
 def short_error(error: str) -> str:
     """A stored error without its traceback section (what ``describe`` wrote)."""
     return error.split(TRACEBACK_MARK, 1)[0]
+
+
+_LOCATION = re.compile(r" \(at [^()]+:\d+ in [^()]*\)(?=( \(gave up after \d+ attempts\))?$)")
+"""The code location ``describe`` appends (`` (at http.py:89 in send)``), last but for the
+note ``decide`` may add."""
+
+
+def public_error(error: str) -> str:
+    """A stored error as a user may see it: type, message and what became of the job
+    (``(gave up after 4 attempts)``), without the traceback section or the code location."""
+    return _LOCATION.sub("", short_error(error).rstrip("\n"), count=1)
