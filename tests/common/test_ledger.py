@@ -17,7 +17,7 @@ from imagequeue_common.errors import (
 )
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.settings import Settings, replace
-from tests.support.procs import stream_events, wait_until
+from tests.support.procs import server_ms, stream_events, wait_until
 
 
 @pytest.fixture
@@ -438,3 +438,22 @@ async def test_throughput_and_live_workers(ledger: JobLedger) -> None:
     [worker] = await ledger.live_workers()
     assert (worker.id, worker.host, worker.pid, worker.concurrency, worker.running) == (
         "w1", "h", 7, 5, 2)  # fmt: skip
+
+
+async def test_a_worker_silent_for_a_lease_is_not_live(ledger: JobLedger) -> None:
+    info = '{"host": "h", "pid": 7, "concurrency": 5, "running": 0}'
+    await ledger.extend("quiet", info, [])
+    await ledger.extend("busy", info, [])
+    now = await server_ms(ledger.client)
+    # "quiet" last beat one lease and a millisecond ago: it missed three beats.
+    await ledger.client.zadd(ledger.keys.workers, {"quiet": now - ledger.settings.lease_ms - 1})
+    assert [w.id for w in await ledger.live_workers()] == ["busy"]
+
+
+async def test_a_deregistered_worker_is_gone_at_once(ledger: JobLedger) -> None:
+    info = '{"host": "h", "pid": 7, "concurrency": 5, "running": 0}'
+    await ledger.extend("w1", info, [])
+    await ledger.extend("w2", info, [])
+    await ledger.deregister("w1")
+    assert [w.id for w in await ledger.live_workers()] == ["w2"]
+    assert not await ledger.client.exists(ledger.keys.worker("w1"))

@@ -356,7 +356,10 @@ async def test_graceful_stop_finishes_running_jobs_and_gives_back_the_rest(
     for _ in range(8):
         await kick(broker, RECORD, sleep_ms=800)
     await wait_stats(broker, 20, active=5)
+    assert len(await broker.ledger.live_workers()) == 1
     assert worker.stop() is not None
+    # Gone from the live workers the moment it exits, not a lease (or three) later.
+    assert await broker.ledger.live_workers() == []
     stats = await broker.ledger.stats()
     started = await runs(redis, settings.queue_name)
     done = await str_hash(redis, probe_key(settings.queue_name, "done"))

@@ -150,6 +150,8 @@ class EngineBroker(AsyncBroker):
             self._finisher = None
         if self._ledger is not None and self._leases:
             await self._release_unfinished(self._ledger)
+        if self._ledger is not None and self.is_worker_process:
+            await self._deregister(self._ledger)
         for client in (self._blocking, self._client):
             if client is not None:
                 await client.aclose()
@@ -292,6 +294,13 @@ class EngineBroker(AsyncBroker):
             log.warning("Job %s stalled - will be retried", job_id)
         for job_id in dead:
             log.error("Job %s stalled too often - moved to the dead-letter queue", job_id)
+
+    async def _deregister(self, ledger: JobLedger) -> None:
+        try:
+            await ledger.deregister(self.worker_id)
+        except (RedisError, OSError) as exc:
+            log.warning("could not deregister this worker at shutdown (%s); it leaves the "
+                        "live workers within one lease", exc)  # fmt: skip
 
     async def _release_unfinished(self, ledger: JobLedger) -> None:
         leases = [(lease.job_id, lease.token) for lease in self._leases.values()]

@@ -386,10 +386,19 @@ class JobLedger:
         )
 
     async def live_workers(self) -> list[WorkerInfo]:
-        """Workers whose heartbeat is recent (within three leases), newest beat first."""
-        beats: list[tuple[str, float]] = await self.client.zrange(  # type: ignore[assignment]
-            self.keys.workers, 0, -1, desc=True, withscores=True
-        )
+        """Workers that beat within the last lease, newest beat first.
+
+        A worker beats every third of a lease, so one silent for a whole lease has missed
+        three beats: it is gone (its jobs come back when their leases expire), and its slots
+        must not count towards capacity or any ETA. One that stops gracefully deregisters
+        at once (:meth:`deregister`).
+        """
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(self.keys.workers, 0, -1, desc=True, withscores=True)
+            (seconds, micros), beats = await pipe.execute()
+        oldest = seconds * 1000 + micros // 1000 - self.settings.lease_ms
+        beats = [(worker_id, beat) for worker_id, beat in beats if beat >= oldest]
         if not beats:
             return []
         async with self.client.pipeline(transaction=False) as pipe:
@@ -402,6 +411,13 @@ class JobLedger:
                 details = msgspec.json.decode(info)
                 workers.append(WorkerInfo(id=worker_id, last_beat_ms=int(beat), **details))
         return workers
+
+    async def deregister(self, worker_id: str) -> None:
+        """Forget a worker that is stopping, so its slots leave the live count at once."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.workers, worker_id)
+            pipe.delete(self.keys.worker(worker_id))
+            await pipe.execute()
 
     async def metrics(self) -> LedgerMetrics:
         """The queue's lifetime counters."""
