@@ -11,18 +11,21 @@ that dies, stops them all on SIGINT/SIGTERM, and stops when one cannot start at 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from types import FrameType
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.server import HANDLED_SIGNALS
 
 from imagequeue_common.settings import Settings
 
@@ -57,7 +60,15 @@ def _config(settings: Settings) -> uvicorn.Config:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the parent when it accepts connections."""
+    """uvicorn's server, telling the parent when it accepts connections, and stopping on
+    SIGINT/SIGTERM the way a service should: gracefully, then exit 0.
+
+    Stock uvicorn re-raises the caught signal once it has shut down (a ``KeyboardInterrupt``
+    traceback for SIGINT, exit status -15 for SIGTERM) and aborts the graceful shutdown on a
+    second SIGINT. A terminal's Ctrl-C under ``uv run`` arrives twice (the terminal's, and
+    uv's forwarded copy) within milliseconds, so the second must not cut the open requests
+    short; ``timeout_graceful_shutdown`` bounds the stop instead.
+    """
 
     def __init__(self, config: uvicorn.Config, ready: Event | None) -> None:
         super().__init__(config)
@@ -67,6 +78,24 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started and self._ready is not None:
             self._ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self.handle_exit) for signum in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        del frame
+        if not self.should_exit:
+            log.info("%s: stopping once open requests are answered", signal.Signals(sig).name)
+        self.should_exit = True
 
 
 def serve_one(settings: Settings, ready: Event | None = None) -> None:
