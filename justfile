@@ -7,28 +7,36 @@ default:
     @just --list
 
 # Run the whole service locally on embedded defaults (private Redis when none answers).
+# Ctrl-C reaches just too; [continue] and exec let the stack's own exit status stand (0 after
+# a clean stop) instead of just's "interrupted" (130) or the shell's death by SIGINT.
+[continue]
 up *ARGS:
-    uv run python -m imagequeue_api.devstack {{ARGS}}
+    exec uv run python -m imagequeue_api.devstack {{ARGS}}
 
 # One worker process (WORKER_CONCURRENCY slots) against REDIS_URL.
+[continue]
 worker:
-    uv run imagequeue-worker run
+    exec uv run imagequeue-worker run
 
 # N worker processes on this host (each WORKER_CONCURRENCY slots), all on REDIS_URL.
+[continue]
 scale N:
-    uv run imagequeue-worker run --processes {{N}}
+    exec uv run imagequeue-worker run --processes {{N}}
 
 # The HTTP API and dashboard (API_HOST:API_PORT, API_PROCESSES processes).
+[continue]
 api:
-    uv run imagequeue-api serve
+    exec uv run imagequeue-api serve
 
 # The cleanup schedule (taskiq scheduler).
+[continue]
 scheduler:
-    uv run imagequeue-worker scheduler
+    exec uv run imagequeue-worker scheduler
 
 # The stub AI server (all five protocols, fault injection, /stub/stats); --help for options.
+[continue]
 stub-ai *ARGS:
-    uv run python -m loadtest.stub_ai {{ARGS}}
+    exec uv run python -m loadtest.stub_ai {{ARGS}}
 
 # Remove finished jobs past retention now.
 clean:

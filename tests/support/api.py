@@ -55,13 +55,14 @@ class ApiServer:
         except httpx.HTTPError:
             return False
 
-    def stop(self) -> None:
-        """SIGTERM the process group; SIGKILL after 10 s."""
+    def stop(self, signum: int = signal.SIGTERM) -> int | None:
+        """``signum`` (SIGTERM) to the process group; SIGKILL after 10 s. The exit code."""
         if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
+            return None if self.proc is None else self.proc.returncode
+        os.killpg(self.proc.pid, signum)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        return self.proc.returncode

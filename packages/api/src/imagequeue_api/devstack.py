@@ -26,11 +26,11 @@ from pathlib import Path
 
 import httpx
 
-from imagequeue_common.embedded_redis import EmbeddedRedis, answers, free_port
+from imagequeue_api.demo import DemoError, PacedClient, run_demo
+from imagequeue_common.embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, free_port
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.settings import Settings, load_settings
 
-_PRIORITIES = ("high", "normal", "normal", "low")
 DEV_KEY_FILE = "dev-api-key"
 ADMIN_FILE = "dev-admin-password"
 
@@ -83,7 +83,7 @@ def upstream_for(settings: Settings) -> Iterator[dict[str, str]]:
             "AI_GENERATION_BACKEND": "generic",
         }
     finally:
-        stop([stub])
+        stop([stub], name="stub AI server")
 
 
 def _http_answers(url: str) -> bool:
@@ -95,19 +95,23 @@ def _http_answers(url: str) -> bool:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A child process in its own process group (so Ctrl-C reaches us first)."""
+    """A child process in a session of its own: a terminal's Ctrl-C reaches only us, and we
+    stop the children one by one, in order."""
     return subprocess.Popen([sys.executable, *args], env=env, start_new_session=True)  # noqa: S603
 
 
-def stop(children: list[subprocess.Popen[bytes]]) -> None:
-    """Stop children newest first: each finishes its running jobs, then exits."""
+def stop(children: list[subprocess.Popen[bytes]], timeout_s: float = 30, name: str = "") -> None:
+    """Stop children newest first, each after the one before has exited: SIGINT (each
+    finishes what it is doing), SIGKILL only past ``timeout_s``."""
     for child in reversed(children):
         if child.poll() is None:
+            if name:
+                say(f"stopping the {name}")
             os.killpg(child.pid, signal.SIGINT)
-    for child in reversed(children):
         try:
-            child.wait(timeout=30)
+            child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            say(f"process {child.pid} did not stop within {timeout_s:g} s; killing it")
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
 
@@ -129,37 +133,124 @@ def dev_key(settings: Settings) -> str:
     return settings.api_dev_key or kept_secret(settings, DEV_KEY_FILE, "dev_")
 
 
-def wait_for_api(url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 30) -> None:
-    """Until ``/readyz`` answers 200 (or a child died, or the deadline passed)."""
+async def wait_for_api(url: str, children: list[subprocess.Popen[bytes]],
+                       shutdown: Shutdown, timeout_s: float = 30) -> bool:  # fmt: skip
+    """Until ``/readyz`` answers 200: True; False when a stop was asked for first. Raises
+    when a child died or the deadline passed."""
     deadline = time.monotonic() + timeout_s
-    while not _http_answers(f"{url}/readyz"):
+    while not await asyncio.to_thread(_http_answers, f"{url}/readyz"):
+        if shutdown.requested.is_set():
+            return False
         if any(c.poll() is not None for c in children) or time.monotonic() > deadline:
             raise SettingsError(f"the API did not become ready on {url}")
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
+    return True
 
 
-async def demo(api_url: str, key: str, jobs: int, until_done: bool) -> None:
-    """Create ``jobs`` characters over HTTP (mixed priorities) and report the counts."""
+class Shutdown:
+    """Turns SIGINT, SIGTERM and SIGHUP into one ordered stop.
+
+    A terminal sends Ctrl-C to its whole foreground process group, and ``uv run`` and
+    ``just`` forward it once more: we see it two or three times within milliseconds. The
+    first starts the stop; the others must not cut it short.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+
+    def install(self) -> None:
+        """Handle the signals in the running event loop."""
+        loop = asyncio.get_running_loop()
+        for signum in self.SIGNALS:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    @staticmethod
+    def ignore_late() -> None:
+        """After the event loop: a copy still on its way must not end us with a traceback."""
+        for signum in Shutdown.SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def _on_signal(self, signum: int) -> None:
+        if not self.requested.is_set():
+            say(f"{signal.Signals(signum).name}: stopping (running jobs finish first)")
+        self.requested.set()
+
+    async def wait(self, children: list[subprocess.Popen[bytes]]) -> int:
+        """Until a stop is asked for (0) or a child exits by itself (1)."""
+        while not self.requested.is_set():
+            for child in children:
+                if child.poll() is not None:
+                    say(f"process {child.pid} exited by itself (status {child.returncode}); "
+                        "stopping")  # fmt: skip
+                    return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.requested.wait(), 0.5)
+        return 0
+
+
+async def run_demo_safely(api_url: str, key: str, jobs: int, settings: Settings) -> None:
+    """The demo (:mod:`demo`); an error ends it with one line, the stack keeps running."""
+    per_second = min(10.0, settings.api_user_rps / 2) if settings.api_user_rps else 10.0
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as client:
-        poses = (await client.get("/api/v1/poses")).raise_for_status().json()["data"]
-        ids = []
-        for i in range(jobs):
-            body = {"name": f"Demo Character {i}", "priority": _PRIORITIES[i % 4],
-                    "personality": {"poseId": poses[i % len(poses)]["_id"]}}  # fmt: skip
-            made = (await client.post("/api/v1/characters", json=body)).raise_for_status()
-            ids.append(made.json()["data"]["_id"])
-        say(f"queued {jobs} demo jobs")
-        seed = ("waiting", "active", "completed", "failed", "delayed", "total")
-        while True:
-            stats = (await client.get("/api/v1/queue/stats")).raise_for_status().json()["data"]
-            say(" ".join(f"{k}={stats[k]}" for k in seed))
-            if until_done and stats["waiting"] + stats["active"] + stats["delayed"] == 0:
-                break
-            await asyncio.sleep(2)
-        for character_id in ids[:3]:
-            data = (await client.get(f"/api/v1/characters/{character_id}")).json()["data"]
-            say(f"{data['name']}: {', '.join(data['displayImageUrls']) or 'no image'}")
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=30) as http:
+        try:
+            await run_demo(PacedClient(http, per_second, say), jobs, say)
+        except DemoError as exc:
+            say(f"demo stopped: {exc}")
+
+
+async def run_stack(args: argparse.Namespace, settings: Settings) -> int:
+    """Start everything, run the demo, wait for a stop, stop in order; the exit code."""
+    shutdown = Shutdown()
+    shutdown.install()
+    key = dev_key(settings)
+    admin_password = settings.admin_password or kept_secret(settings, ADMIN_FILE, "")
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    # Entered in this order, so stopped in the reverse one: the API first (no new work),
+    # then the worker (its running jobs finish and are saved), the scheduler, the stub the
+    # worker was still talking to, and Redis last, when nothing writes to it any more.
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(redis_for(settings, args.private_redis))
+        upstream = stack.enter_context(upstream_for(settings))
+        env = {**os.environ, "REDIS_URL": url, "API_DEV_KEY": key,
+               "ADMIN_PASSWORD": admin_password, **upstream}  # fmt: skip
+        children: list[subprocess.Popen[bytes]] = []
+        worker_stop_s = settings.ai_total_timeout_s + 30.0  # its running jobs finish first
+        for name, args_, timeout_s in [
+            ("scheduler", ["imagequeue_worker", "scheduler"], 30.0),
+            ("worker", ["imagequeue_worker", "run"], worker_stop_s),
+            ("API", ["imagequeue_api", "serve"], 30.0),
+        ]:
+            children.append(spawn(["-m", *args_], env))
+            stack.callback(stop, children[-1:], timeout_s, name)
+        if not await wait_for_api(api_url, children, shutdown):
+            return 0
+        announce(settings, api_url, key, admin_password)
+        demo = None
+        if args.demo_jobs > 0:
+            demo = asyncio.create_task(run_demo_safely(api_url, key, args.demo_jobs, settings))
+        if args.exit_when_done and demo is not None:
+            await asyncio.wait([demo, asyncio.create_task(shutdown.requested.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            code = 0
+        else:
+            code = await shutdown.wait(children)
+        if demo is not None and not demo.done():
+            demo.cancel()
+            await asyncio.gather(demo, return_exceptions=True)
+        return code
+
+
+def announce(settings: Settings, api_url: str, key: str, admin_password: str) -> None:
+    """What the person at the terminal needs to try the stack."""
+    say(f"API on {api_url} (OpenAPI: {api_url}/schema); worker and scheduler started")
+    say(f"development key (premium user 'dev'): {key}")
+    say(f"  try: curl -H 'Authorization: Bearer {key}' {api_url}/api/v1/queue/stats")
+    say(f"dashboard: {api_url}/admin/queues (login {settings.admin_username} / "
+        f"{admin_password})")  # fmt: skip
+    say("Ctrl-C stops everything")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,35 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         say(f"bad setting: {exc}")
         return 2
-    key = dev_key(settings)
-    admin_password = settings.admin_password or kept_secret(settings, ADMIN_FILE, "")
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
-    with redis_for(settings, args.private_redis) as url, upstream_for(settings) as upstream:
-        env = {**os.environ, "REDIS_URL": url, "API_DEV_KEY": key,
-               "ADMIN_PASSWORD": admin_password, **upstream}  # fmt: skip
-        children = [
-            spawn(["-m", "imagequeue_api", "serve"], env),
-            spawn(["-m", "imagequeue_worker", "run"], env),
-            spawn(["-m", "imagequeue_worker", "scheduler"], env),
-        ]
-        try:
-            wait_for_api(api_url, children)
-            say(f"API on {api_url} (OpenAPI: {api_url}/schema); worker and scheduler started")
-            say(f"development key (premium user 'dev'): {key}")
-            say(f"  try: curl -H 'Authorization: Bearer {key}' {api_url}/api/v1/queue/stats")
-            say(f"dashboard: {api_url}/admin/queues (login {settings.admin_username} / "
-                f"{admin_password})")  # fmt: skip
-            say("Ctrl-C stops everything")
-            if args.demo_jobs > 0:
-                asyncio.run(demo(api_url, key, args.demo_jobs, args.exit_when_done))
-            if not args.exit_when_done:
-                while all(child.poll() is None for child in children):
-                    time.sleep(0.5)
-        except KeyboardInterrupt:
-            say("stopping")
-        finally:
-            stop(children)
-    return 0
+    try:
+        code = asyncio.run(run_stack(args, settings))
+    except (SettingsError, EmbeddedRedisError) as exc:
+        say(f"could not start: {exc}")
+        code = 1
+    finally:
+        Shutdown.ignore_late()
+    say("stopped" if code == 0 else f"stopped (exit status {code})")
+    return code
 
 
 if __name__ == "__main__":

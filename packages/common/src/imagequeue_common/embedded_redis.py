@@ -111,7 +111,11 @@ class EmbeddedRedis:
             "--logfile",
             str((self.data_dir / "redis.log").resolve()),
         ]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
+        # In a session of its own: a terminal's Ctrl-C goes to the whole foreground process
+        # group, and Redis must outlive the processes that still write to it while they stop.
+        self._process = subprocess.Popen(  # noqa: S603
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

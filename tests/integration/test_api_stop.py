@@ -1,0 +1,46 @@
+"""``imagequeue-api serve`` stops like a service: SIGINT (Ctrl-C) or SIGTERM → exit 0, no
+traceback, with one process or several, and a doubled SIGINT (Ctrl-C under ``uv run``)
+does not cut the graceful stop short."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from imagequeue_common.settings import Settings
+from tests.support.api import ApiServer
+from tests.support.procs import worker_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("signum", "processes", "twice"),
+    [
+        (signal.SIGINT, 1, False),
+        (signal.SIGTERM, 1, False),
+        (signal.SIGINT, 1, True),
+        (signal.SIGINT, 2, True),
+        (signal.SIGTERM, 2, False),
+    ],
+)
+async def test_a_signal_stops_the_api_with_exit_0(
+    settings: Settings, redis: Redis, tmp_path: Path, signum: int, processes: int, twice: bool
+) -> None:
+    del redis  # cleans this test's keys afterwards
+    env = worker_env(settings, api_processes=processes,
+                     database_url=f"sqlite:///{tmp_path}/api.db")  # fmt: skip
+    server = ApiServer(env, tmp_path / "api.log").start()
+    if processes > 1:
+        server.wait_log(f"all {processes} API processes ready")
+    assert server.proc is not None
+    if twice:
+        server.proc.send_signal(signum)  # the terminal's copy; stop() sends uv's
+    code = server.stop(signum)
+    log = (tmp_path / "api.log").read_text(errors="replace")
+    assert code == 0, log
+    assert "Traceback" not in log, log
+    assert "Application shutdown complete" in log
