@@ -1,4 +1,4 @@
-"""The character store contract that every adapter (SQL today, MongoDB later) implements.
+"""The character store contract that every adapter (SQLite and PostgreSQL, MongoDB) implements.
 
 It speaks only of characters, poses and image jobs: no tables, rows or transactions, so a
 document database can implement it as naturally as a relational one.
