@@ -4,15 +4,18 @@ does not cut the graceful stop short."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from imagequeue_common.embedded_redis import free_port
 from imagequeue_common.settings import Settings
 from tests.support.api import ApiServer
-from tests.support.procs import worker_env
+from tests.support.procs import ROOT, uv_command, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -44,3 +47,28 @@ async def test_a_signal_stops_the_api_with_exit_0(
     assert code == 0, log
     assert "Traceback" not in log, log
     assert "Application shutdown complete" in log
+
+
+@pytest.mark.parametrize("recipe", ["scheduler", "api"])
+def test_ctrl_c_on_a_just_recipe_exits_0(settings: Settings, tmp_path: Path, recipe: str) -> None:
+    """``uv run just <recipe>`` and Ctrl-C: the signal reaches uv, just, uv and the process,
+    and the recipe still ends with the process's own status, 0."""
+    env = {**os.environ, **worker_env(settings, database_url=f"sqlite:///{tmp_path}/api.db"),
+           "API_PORT": str(free_port())}  # fmt: skip
+    ready = "Application startup complete" if recipe == "api" else "Startup completed"
+    process = subprocess.Popen(
+        [*uv_command(), "run", "just", recipe], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if ready in line:
+            os.killpg(process.pid, signal.SIGINT)
+    process.stdout.close()
+    code = process.wait(30)
+    text = "".join(lines)
+    assert any(ready in line for line in lines), text
+    assert code == 0, text
+    assert "Traceback" not in text, text

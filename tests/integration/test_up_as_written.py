@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from imagequeue_common.embedded_redis import answers
-from tests.support.procs import ROOT
+from tests.support.procs import ROOT, uv_command
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +41,6 @@ def fresh_checkout(into: Path) -> Path:
             (into / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, into / name)
     return into
-
-
-def uv_command() -> list[str]:
-    found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
 
 
 class Output:

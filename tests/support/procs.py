@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,12 @@ from imagequeue_common.queue.keys import QueueKeys
 from imagequeue_common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def uv_command() -> list[str]:
+    """How to run ``uv`` here: the one on PATH, else the module (``.ci/run`` pip-installs it)."""
+    found = shutil.which("uv")
+    return [found] if found else [sys.executable, "-m", "uv"]
 
 
 async def server_ms(redis: Redis) -> int:

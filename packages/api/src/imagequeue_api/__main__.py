@@ -13,13 +13,17 @@ from imagequeue_api.cli_keys import add_key_commands, run_key_command
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.logs import configure_logging
 from imagequeue_common.redis_conn import command_client, preflight_ok
+from imagequeue_common.runtime import ignore_late_stop_signals
 from imagequeue_common.settings import Settings, load_settings
 
 
 def serve(settings: Settings) -> int:
     """Serve ``API_PROCESSES`` processes on ``API_HOST:API_PORT`` (see :mod:`serving`)."""
     configure_logging(settings.log_format, settings.log_level)
-    return serving.serve(settings)
+    try:
+        return serving.serve(settings)
+    finally:
+        ignore_late_stop_signals()
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:

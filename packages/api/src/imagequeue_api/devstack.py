@@ -29,6 +29,7 @@ import httpx
 from imagequeue_api.demo import DemoError, PacedClient, run_demo
 from imagequeue_common.embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, free_port
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.runtime import STOP_SIGNALS, ignore_late_stop_signals
 from imagequeue_common.settings import Settings, load_settings
 
 DEV_KEY_FILE = "dev-api-key"
@@ -155,22 +156,14 @@ class Shutdown:
     first starts the stop; the others must not cut it short.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
     def __init__(self) -> None:
         self.requested = asyncio.Event()
 
     def install(self) -> None:
         """Handle the signals in the running event loop."""
         loop = asyncio.get_running_loop()
-        for signum in self.SIGNALS:
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
-
-    @staticmethod
-    def ignore_late() -> None:
-        """After the event loop: a copy still on its way must not end us with a traceback."""
-        for signum in Shutdown.SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
 
     def _on_signal(self, signum: int) -> None:
         if not self.requested.is_set():
@@ -273,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"could not start: {exc}")
         code = 1
     finally:
-        Shutdown.ignore_late()
+        ignore_late_stop_signals()
     say("stopped" if code == 0 else f"stopped (exit status {code})")
     return code
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 
 
 def freeze_startup_heap() -> None:
@@ -15,3 +16,18 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def ignore_late_stop_signals() -> None:
+    """Ignore SIGINT, SIGTERM and SIGHUP from here on, once a process has stopped.
+
+    A terminal's Ctrl-C reaches every process of its foreground group, and ``uv run`` and
+    ``just`` forward it once more, so the same stop arrives two or three times within
+    milliseconds. A copy that lands after the event loop closed would raise a
+    ``KeyboardInterrupt`` at exit (status 130) in a process that had stopped cleanly.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

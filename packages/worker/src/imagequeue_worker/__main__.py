@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from taskiq.cli.worker.run import run_worker
 
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.redis_conn import preflight_ok
+from imagequeue_common.runtime import STOP_SIGNALS, ignore_late_stop_signals
 from imagequeue_common.settings import Settings, load_settings
 from imagequeue_worker.app import build_broker, create_scheduler
 
@@ -49,6 +51,22 @@ async def _clean(settings: Settings) -> None:
         await broker.shutdown()
 
 
+async def _schedule() -> int:
+    """The cleanup schedule until SIGINT/SIGTERM, then 0.
+
+    taskiq's scheduler shuts down cleanly when its task is cancelled; asyncio's own Ctrl-C
+    handling would then still end the process with status 130, and a second Ctrl-C (uv run
+    forwards one) would cancel the shutdown itself. So the first signal cancels it once.
+    """
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, lambda: task is None or task.cancelling() or task.cancel())
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_scheduler(SchedulerArgs(scheduler=create_scheduler(), modules=[]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, load settings once, run the command."""
     parser = argparse.ArgumentParser(prog="imagequeue-worker")
@@ -73,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_worker(worker_args(settings, args.processes, args.broker)) or 0
     if args.command == "scheduler":
         logging.basicConfig(level=settings.log_level.upper())
-        asyncio.run(run_scheduler(SchedulerArgs(scheduler=create_scheduler(), modules=[])))
-        return 0
+        try:
+            return asyncio.run(_schedule())
+        finally:
+            ignore_late_stop_signals()
     asyncio.run(_clean(settings))
     return 0
 
