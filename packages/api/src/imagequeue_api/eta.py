@@ -1,10 +1,21 @@
 """A job's place in the queue and when it should be done.
 
-Position is exact (the job's rank in the waiting set, which is claim order). The ETA is an
-estimate from the jobs ahead, the start rate the queue can sustain — the global rate limit
-or the live workers' slots over the mean job time, whichever is lower, and the live
-throughput when that is lower still while every slot is busy (a slow or throttling GPU
-side) — and the recent mean job time (last minute, else lifetime, else the seed's 45 s).
+Position is exact (the job's rank in the waiting set, which is claim order). The ETA is a
+small model of the queue, measured at most once a second per API process:
+
+- **job time** — the expected time of one job: ``EXPECTED_JOB_S`` (the operator's figure
+  for their GPU) until the queue has measured its own, then blended into the measured mean
+  (last minute, else lifetime) with the setting weighing as much as one round of jobs on
+  every slot, so the first few completions — the shortest ones of a burst — cannot swing it;
+- **start rate** — the rate limit or the live slots over the job time, whichever is lower,
+  and the observed completion rate when that is lower still while every slot is busy; the
+  observed rate only counts once the queue has been busy over its whole window (a rate over
+  a span not observed is no rate);
+- **when the slots free up** — each running job is expected to end one job time after it
+  started, an idle slot is free now, and every job after fills the slot that frees first:
+  the ``n``-th start is the ``n mod slots``-th soonest free slot plus ``n div slots`` rounds.
+  A burst on fresh slots thus waits a whole job time for its first start, a queue in steady
+  state less; this is what ``(position + 1) / rate`` misses by up to one job time.
 """
 
 from __future__ import annotations
@@ -17,10 +28,7 @@ import msgspec
 
 from imagequeue_common.contracts import JobState
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import JobLedger
-
-DEFAULT_JOB_S = 45.0
-"""The seed's typical image time (30-60 s), used until the queue has measured its own."""
+from imagequeue_common.queue.ledger import JobLedger, LedgerMetrics, Throughput
 
 
 class QueueRates(msgspec.Struct, frozen=True):
@@ -31,9 +39,13 @@ class QueueRates(msgspec.Struct, frozen=True):
     rate_per_s: float
     """Starts per second the rate limit allows (``inf`` without a limit)."""
     observed_per_s: float = 0.0
-    """Completions per second over the last minute."""
+    """Completions per second over a fully observed recent window (0 when not observed)."""
     saturated: bool = False
     """Every live slot is busy: the observed rate is the queue's real capacity."""
+    running_s: tuple[float, ...] = ()
+    """How long each running job had been running when this was measured."""
+    measured_at: float = 0.0
+    """``time.monotonic()`` of the measurement (running times age from it)."""
 
     @property
     def start_rate(self) -> float:
@@ -45,27 +57,66 @@ class QueueRates(msgspec.Struct, frozen=True):
             return self.observed_per_s
         return rate
 
+    def slot_free_in_s(self, active: int | None = None, now: float | None = None) -> list[float]:
+        """Seconds until each slot is free, soonest first (one entry per slot).
+
+        ``active``: the running jobs counted just now (the enqueue reads it atomically);
+        jobs started since the measurement are taken as just started, jobs gone as ended.
+        """
+        age = (time.monotonic() if now is None else now) - self.measured_at
+        left = sorted(max(self.mean_job_s - ran - age, 0.0) for ran in self.running_s)
+        count = len(left) if active is None else min(active, self.slots)
+        if count < len(left):
+            left = left[len(left) - count :]  # the soonest ones have ended
+        left += [self.mean_job_s] * (count - len(left))
+        return sorted([0.0] * (self.slots - len(left)) + left[: self.slots])
+
+    def start_in_s(self, ahead: int, active: int | None = None) -> float | None:
+        """Seconds until a waiting job with ``ahead`` jobs before it starts."""
+        if self.start_rate <= 0:
+            return None
+        free = self.slot_free_in_s(active)
+        rounds, slot = divmod(ahead, self.slots)
+        by_slots = free[slot] + rounds * self.slots / self.start_rate
+        # The rate limit spaces starts out even while slots are free.
+        return max(by_slots, ahead / self.rate_per_s)
+
 
 async def queue_rates(ledger: JobLedger) -> QueueRates:
-    """Measure the queue's current rates (three Redis reads)."""
+    """Measure the queue's current rates (a few Redis reads)."""
     settings = ledger.settings
     recent = await ledger.throughput()
-    mean = recent.mean_run_s
-    if mean is None:
-        lifetime = await ledger.metrics()
-        mean = lifetime.run_ms_completed / lifetime.completed / 1000 if lifetime.completed else None
+    lifetime = await ledger.metrics()
     workers = await ledger.live_workers()
     slots = sum(w.concurrency for w in workers)
+    running = await ledger.running_for_s()
+    measured = time.monotonic()
+    mean = blended_job_s(settings.expected_job_s, slots, recent, lifetime)
     limit = settings.rate_limit_max
     rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
-    active = (await ledger.stats()).active
+    full = recent.observed_s >= recent.window_s
     return QueueRates(
-        mean_job_s=max(mean or DEFAULT_JOB_S, 0.001),
+        mean_job_s=mean,
         slots=slots,
         rate_per_s=rate,
-        observed_per_s=recent.completed / recent.window_s,
-        saturated=slots > 0 and active >= slots,
+        observed_per_s=recent.completed / recent.window_s if full else 0.0,
+        saturated=slots > 0 and len(running) >= slots,
+        running_s=tuple(running),
+        measured_at=measured,
     )
+
+
+def blended_job_s(
+    expected_s: float, slots: int, recent: Throughput, lifetime: LedgerMetrics
+) -> float:
+    """The setting and the measured mean job time (recent, else lifetime), the setting
+    weighing as much as ``slots`` jobs against every job completed so far."""
+    measured_s = recent.mean_run_s
+    if measured_s is None:
+        total = lifetime.completed
+        measured_s = lifetime.run_ms_completed / total / 1000 if total else 0.0
+    weight = lifetime.completed / (lifetime.completed + max(slots, 1))
+    return max((1 - weight) * expected_s + weight * measured_s, 0.001)
 
 
 def eta_seconds(
@@ -91,16 +142,16 @@ def drain_eta_seconds(backlog: int, rates: QueueRates) -> float | None:
     queue sustains now; None with no live worker."""
     if backlog == 0:
         return 0.0
-    if rates.start_rate <= 0:
-        return None
-    return round(backlog / rates.start_rate + rates.mean_job_s, 1)
+    start = rates.start_in_s(backlog - 1)
+    return None if start is None else round(start + rates.mean_job_s, 1)
 
 
-def waiting_eta_seconds(position: int | None, rates: QueueRates) -> float | None:
+def waiting_eta_seconds(
+    position: int | None, rates: QueueRates, active: int | None = None
+) -> float | None:
     """Seconds until a waiting job with ``position`` jobs ahead should be done."""
-    if rates.start_rate <= 0:
-        return None
-    return round(((position or 0) + 1) / rates.start_rate + rates.mean_job_s, 1)
+    start = rates.start_in_s(position or 0, active)
+    return None if start is None else round(start + rates.mean_job_s, 1)
 
 
 class RatesCache:

@@ -52,6 +52,8 @@ class Enqueued(msgspec.Struct, frozen=True):
     job_id: str
     state: JobState
     position: int | None
+    active: int | None = None
+    """Jobs running when it was added (read in the same atomic call)."""
 
 
 class CleanReport(msgspec.Struct, frozen=True):
@@ -87,6 +89,9 @@ class Throughput(msgspec.Struct, frozen=True):
     window_s: int
     completed: int
     run_ms: int
+    observed_s: int = 0
+    """From the start of the oldest bucket with a completion to the window's end: equal to
+    ``window_s`` once the queue has been completing jobs over the whole window."""
 
     @property
     def per_minute(self) -> float:
@@ -151,7 +156,7 @@ class JobLedger:
         k = self.keys
         reply = await self._scripts.call_coalesced(
             "enqueue",
-            [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users],
+            [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users, k.active],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen, user_quota, ref],
         )  # fmt: skip
@@ -159,8 +164,8 @@ class JobLedger:
             raise DuplicateJobError(job_id)
         if reply == -1:
             raise UserQuotaError(user_id, user_quota)
-        state, rank = reply
-        return Enqueued(job_id, JobState(state), None if rank < 0 else int(rank))
+        state, rank, active = reply
+        return Enqueued(job_id, JobState(state), None if rank < 0 else int(rank), int(active))
 
     async def claim(
         self, worker_id: str, want: int, finished: Sequence[FinishOp] = ()
@@ -381,9 +386,24 @@ class JobLedger:
         fields = [f"{kind}:{b}" for b in buckets for kind in ("c", "ms")]
         values = await self.client.hmget(self.keys.prefix + "tput", fields)
         counts = [int(v or 0) for v in values]
+        busy = [i for i, c in enumerate(counts[0::2]) if c]
         return Throughput(
-            window_s=len(buckets) * 10, completed=sum(counts[0::2]), run_ms=sum(counts[1::2])
+            window_s=len(buckets) * 10,
+            completed=sum(counts[0::2]),
+            run_ms=sum(counts[1::2]),
+            observed_s=(len(buckets) - busy[0]) * 10 if busy else 0,
         )
+
+    async def running_for_s(self) -> list[float]:
+        """How long each running job has been running, in seconds (Redis server time)."""
+        ids: list[str] = await self.client.zrange(self.keys.active, 0, -1)  # type: ignore[assignment]
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            for job_id in ids:
+                pipe.hget(self.keys.job(job_id), "started_at")
+            (seconds, micros), *started = await pipe.execute()
+        now_ms = seconds * 1000 + micros / 1000
+        return [max(now_ms - int(s), 0) / 1000 for s in started if s]
 
     async def live_workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat is recent (within three leases), newest beat first."""
