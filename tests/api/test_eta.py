@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from imagequeue_api.eta import (
     QueueRates,
+    above_rates,
     blended_job_s,
     drain_eta_seconds,
     eta_seconds,
@@ -20,7 +21,13 @@ from imagequeue_api.eta import (
 )
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import FinishOp, JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.ledger import (
+    Arrivals,
+    FinishOp,
+    JobLedger,
+    LedgerMetrics,
+    Throughput,
+)
 from imagequeue_common.settings import Settings, replace
 
 NOW = 1_000_000.0
@@ -76,6 +83,35 @@ def test_a_slow_gpu_side_is_seen_in_the_throughput_when_saturated() -> None:
     assert busy.start_rate == 2
     assert idle.start_rate == 10  # a quiet minute says nothing about capacity
     assert waiting_eta_seconds(20, busy) == pytest.approx(2 * 10 / 2 + 1)
+
+
+def test_higher_priorities_arriving_take_their_share_of_the_starts() -> None:
+    # 10 idle slots of 1 s: 19 ahead starts after one round alone. Highs arriving at half the start
+    # rate, seen for a minute, double a low job's wait; a normal job is not affected.
+    above = {Priority.NORMAL: 5.0, Priority.LOW: 5.0}
+    rates = fresh(1, 10, above_per_s=above, above_span_s=60.0)
+    assert waiting_eta_seconds(19, rates, priority=Priority.HIGH) == 2
+    assert waiting_eta_seconds(19, rates, priority=Priority.LOW) == 1 / (1 - 0.5) + 1
+    # Seen for 1 s only: forecast for 1 s more, at most half a start-second of cut-ins.
+    young = fresh(1, 10, above_per_s=above, above_span_s=1.0)
+    assert waiting_eta_seconds(19, young, priority=Priority.LOW) == 1 + 0.5 * 1 + 1
+    # Above taking every start: still an ETA, the cut-ins capped by the span seen.
+    flood = fresh(1, 10, above_per_s={Priority.LOW: 20.0}, above_span_s=30.0)
+    assert waiting_eta_seconds(19, flood, priority=Priority.LOW) == 1 + 2 * 30 + 1
+
+
+def test_only_arrivals_already_done_forecast_cut_ins() -> None:
+    # 60 highs in the last minute, 12 still waiting or running: 48 done, 0.8/s. A burst
+    # that is all still queued forecasts nothing: its jobs are in the positions already.
+    arrivals = Arrivals({Priority.HIGH: 60, Priority.NORMAL: 30, Priority.LOW: 5}, 60.0)
+    waiting = {Priority.HIGH: 10, Priority.NORMAL: 0, Priority.LOW: 5}
+    running = [(Priority.HIGH, 1.0), (Priority.HIGH, 2.0), (Priority.NORMAL, 0.5)]
+    above = above_rates(arrivals, waiting, running)
+    assert above[Priority.HIGH] == 0
+    assert above[Priority.NORMAL] == pytest.approx(48 / 60)
+    assert above[Priority.LOW] == pytest.approx(48 / 60 + 29 / 60)
+    burst = Arrivals({Priority.HIGH: 80, Priority.NORMAL: 0, Priority.LOW: 0}, 1.0)
+    assert above_rates(burst, {Priority.HIGH: 70}, [(Priority.HIGH, 0.1)] * 10)[Priority.LOW] == 0
 
 
 def test_the_setting_is_the_job_time_until_measured_then_blends_out() -> None:
@@ -142,6 +178,20 @@ async def test_the_enqueue_counts_the_running_jobs(ledger: JobLedger) -> None:
     await ledger.claim("w1", 2)
     queued = await ledger.enqueue("d", "t", "{}")
     assert (queued.position, queued.active) == (1, 2)
+
+
+async def test_arrivals_and_waiting_are_counted_per_priority(ledger: JobLedger) -> None:
+    for i, priority in enumerate([Priority.HIGH, Priority.LOW, Priority.LOW, Priority.NORMAL]):
+        await ledger.enqueue(f"p{i}", "t", "{}", priority=priority)
+    seen = await ledger.arrivals()
+    assert seen.counts == {Priority.HIGH: 1, Priority.NORMAL: 1, Priority.LOW: 2}
+    assert 0 <= seen.observed_s <= 2
+    assert await ledger.waiting_by_priority() == seen.counts
+    await ledger.claim("w1", 1)
+    [(priority, ran)] = await ledger.running()
+    assert priority == Priority.HIGH
+    assert 0 <= ran < 5
+    assert (await ledger.waiting_by_priority())[Priority.HIGH] == 0
 
 
 async def test_a_young_queue_reports_only_the_span_it_observed(ledger: JobLedger) -> None:

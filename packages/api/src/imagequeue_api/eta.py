@@ -15,7 +15,13 @@ small model of the queue, measured at most once a second per API process:
   started, an idle slot is free now, and every job after fills the slot that frees first:
   the ``n``-th start is the ``n mod slots``-th soonest free slot plus ``n div slots`` rounds.
   A burst on fresh slots thus waits a whole job time for its first start, a queue in steady
-  state less; this is what ``(position + 1) / rate`` misses by up to one job time.
+  state less; this is what ``(position + 1) / rate`` misses by up to one job time;
+- **cut-ins from above** — a waiting job's position counts the higher-priority jobs already
+  waiting, not those that will arrive before it starts. Their rate is forecast from the
+  higher-priority jobs of the last minute that are already done (not those still queued:
+  they are in the position, and a burst counted again as a rate would seem to last for
+  ever), and only for as long again as it was observed. A burst or a wave still to come
+  cannot be foreseen; ``bench-eta`` shows what that costs the lower tiers.
 """
 
 from __future__ import annotations
@@ -26,9 +32,9 @@ import time
 
 import msgspec
 
-from imagequeue_common.contracts import JobState
+from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.ledger import Arrivals, JobLedger, LedgerMetrics, Throughput
 
 
 class QueueRates(msgspec.Struct, frozen=True):
@@ -46,6 +52,11 @@ class QueueRates(msgspec.Struct, frozen=True):
     """How long each running job had been running when this was measured."""
     measured_at: float = 0.0
     """``time.monotonic()`` of the measurement (running times age from it)."""
+    above_per_s: dict[Priority, float] = msgspec.field(default_factory=dict)
+    """Per priority: the arrivals per second of the priorities above it, forecast from the
+    jobs of those priorities that arrived in the last minute and are already done."""
+    above_span_s: float = 0.0
+    """Over how long those arrivals were observed (at most the minute)."""
 
     @property
     def start_rate(self) -> float:
@@ -71,15 +82,26 @@ class QueueRates(msgspec.Struct, frozen=True):
         left += [self.mean_job_s] * (count - len(left))
         return sorted([0.0] * (self.slots - len(left)) + left[: self.slots])
 
-    def start_in_s(self, ahead: int, active: int | None = None) -> float | None:
+    def start_in_s(
+        self, ahead: int, active: int | None = None, priority: Priority = Priority.HIGH
+    ) -> float | None:
         """Seconds until a waiting job with ``ahead`` jobs before it starts."""
         if self.start_rate <= 0:
             return None
+        share = self.above_per_s.get(priority, 0.0) / self.start_rate
         free = self.slot_free_in_s(active)
         rounds, slot = divmod(ahead, self.slots)
         by_slots = free[slot] + rounds * self.slots / self.start_rate
         # The rate limit spaces starts out even while slots are free.
-        return max(by_slots, ahead / self.rate_per_s)
+        alone = max(by_slots, ahead / self.rate_per_s)
+        # While it waits, jobs of higher priorities arrive and go first, taking ``share`` of
+        # the starts: T = alone + share * T. But a flow seen for s seconds is forecast for
+        # only s seconds more (it may be a burst that ends), so the cut-ins are capped at
+        # share * s; that also keeps T finite when the priorities above take every start.
+        horizon = self.above_span_s
+        if share < 1 and alone / (1 - share) <= horizon:
+            return alone / (1 - share)
+        return alone + share * horizon
 
 
 async def queue_rates(ledger: JobLedger) -> QueueRates:
@@ -89,8 +111,10 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
     lifetime = await ledger.metrics()
     workers = await ledger.live_workers()
     slots = sum(w.concurrency for w in workers)
-    running = await ledger.running_for_s()
+    running = await ledger.running()
     measured = time.monotonic()
+    arrivals = await ledger.arrivals()
+    above = above_rates(arrivals, await ledger.waiting_by_priority(), running)
     mean = blended_job_s(settings.expected_job_s, slots, recent, lifetime)
     limit = settings.rate_limit_max
     rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
@@ -101,9 +125,30 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
         rate_per_s=rate,
         observed_per_s=recent.completed / recent.window_s if full else 0.0,
         saturated=slots > 0 and len(running) >= slots,
-        running_s=tuple(running),
+        running_s=tuple(ran for _, ran in running),
         measured_at=measured,
+        above_per_s=above,
+        above_span_s=arrivals.observed_s,
     )
+
+
+def above_rates(
+    arrivals: Arrivals, waiting: dict[Priority, int], running: list[tuple[Priority, float]]
+) -> dict[Priority, float]:
+    """Per priority, the forecast arrival rate of the priorities above it.
+
+    Only the arrivals that are already done count (arrived, and neither waiting nor running
+    now): the others are in the job's position already, and counting them again as a rate
+    would predict a burst to go on forever. In steady state nearly every arrival of the
+    last minute is done, so this is the arrival rate; in a burst it is what has been served.
+    """
+    span = max(arrivals.observed_s, 1.0)
+    done = {}
+    for p in Priority:
+        here = waiting.get(p, 0) + sum(1 for q, _ in running if q == p)
+        done[p] = max(arrivals.counts.get(p, 0) - here, 0) / span
+    return {Priority.HIGH: 0.0, Priority.NORMAL: done[Priority.HIGH],
+            Priority.LOW: done[Priority.HIGH] + done[Priority.NORMAL]}  # fmt: skip
 
 
 def blended_job_s(
@@ -130,7 +175,7 @@ def eta_seconds(
         ran_s = (now - (job.started_at or now)) / 1000
         return round(max(rates.mean_job_s - ran_s, 0.0), 1)
     if job.state != JobState.DELAYED:
-        return waiting_eta_seconds(position, rates)
+        return waiting_eta_seconds(position, rates, priority=job.priority)
     if rates.start_rate <= 0:
         return None
     wait_s = max((job.due_at or now) - now, 0) / 1000 + 1 / rates.start_rate
@@ -147,10 +192,14 @@ def drain_eta_seconds(backlog: int, rates: QueueRates) -> float | None:
 
 
 def waiting_eta_seconds(
-    position: int | None, rates: QueueRates, active: int | None = None
+    position: int | None,
+    rates: QueueRates,
+    active: int | None = None,
+    priority: Priority = Priority.HIGH,
 ) -> float | None:
-    """Seconds until a waiting job with ``position`` jobs ahead should be done."""
-    start = rates.start_in_s(position or 0, active)
+    """Seconds until a waiting job of ``priority`` with ``position`` jobs ahead should be
+    done (``active``: the running jobs counted at its enqueue, when known)."""
+    start = rates.start_in_s(position or 0, active, priority)
     return None if start is None else round(start + rates.mean_job_s, 1)
 
 

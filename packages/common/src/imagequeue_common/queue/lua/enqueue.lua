@@ -42,6 +42,9 @@ if ARGV[11] ~= '' then
   redis.call('HSET', jk, 'ref', ARGV[11])
   redis.call('ZADD', index_key(ARGV[1], 'byref', ARGV[11]), now, id)
 end
+-- Arrivals per priority per second, the last minute kept: the ETA's forecast of the jobs
+-- that will cut in ahead of a lower priority.
+count_bucket(ARGV[1] .. 'arr', ARGV[5], math.floor(now / 1000), 1, 60)
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])
 emit(KEYS[3], ARGV[9], id, state, 'user', ARGV[6])
