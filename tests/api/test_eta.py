@@ -21,13 +21,8 @@ from imagequeue_api.eta import (
 )
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import (
-    Arrivals,
-    FinishOp,
-    JobLedger,
-    LedgerMetrics,
-    Throughput,
-)
+from imagequeue_common.queue.ledger import FinishOp, JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.occupancy import Arrivals, arrivals, running, waiting_by_priority
 from imagequeue_common.settings import Settings, replace
 
 NOW = 1_000_000.0
@@ -183,15 +178,15 @@ async def test_the_enqueue_counts_the_running_jobs(ledger: JobLedger) -> None:
 async def test_arrivals_and_waiting_are_counted_per_priority(ledger: JobLedger) -> None:
     for i, priority in enumerate([Priority.HIGH, Priority.LOW, Priority.LOW, Priority.NORMAL]):
         await ledger.enqueue(f"p{i}", "t", "{}", priority=priority)
-    seen = await ledger.arrivals()
+    seen = await arrivals(ledger)
     assert seen.counts == {Priority.HIGH: 1, Priority.NORMAL: 1, Priority.LOW: 2}
     assert 0 <= seen.observed_s <= 2
-    assert await ledger.waiting_by_priority() == seen.counts
+    assert await waiting_by_priority(ledger) == seen.counts
     await ledger.claim("w1", 1)
-    [(priority, ran)] = await ledger.running()
+    [(priority, ran)] = await running(ledger)
     assert priority == Priority.HIGH
     assert 0 <= ran < 5
-    assert (await ledger.waiting_by_priority())[Priority.HIGH] == 0
+    assert (await waiting_by_priority(ledger))[Priority.HIGH] == 0
 
 
 async def test_a_young_queue_reports_only_the_span_it_observed(ledger: JobLedger) -> None:

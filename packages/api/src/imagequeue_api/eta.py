@@ -34,7 +34,8 @@ import msgspec
 
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import Arrivals, JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.ledger import JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.occupancy import Arrivals, arrivals, running, waiting_by_priority
 
 
 class QueueRates(msgspec.Struct, frozen=True):
@@ -111,10 +112,10 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
     lifetime = await ledger.metrics()
     workers = await ledger.live_workers()
     slots = sum(w.concurrency for w in workers)
-    running = await ledger.running()
+    jobs = await running(ledger)
     measured = time.monotonic()
-    arrivals = await ledger.arrivals()
-    above = above_rates(arrivals, await ledger.waiting_by_priority(), running)
+    seen = await arrivals(ledger)
+    above = above_rates(seen, await waiting_by_priority(ledger), jobs)
     mean = blended_job_s(settings.expected_job_s, slots, recent, lifetime)
     limit = settings.rate_limit_max
     rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
@@ -124,11 +125,11 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
         slots=slots,
         rate_per_s=rate,
         observed_per_s=recent.completed / recent.window_s if full else 0.0,
-        saturated=slots > 0 and len(running) >= slots,
-        running_s=tuple(ran for _, ran in running),
+        saturated=slots > 0 and len(jobs) >= slots,
+        running_s=tuple(ran for _, ran in jobs),
         measured_at=measured,
         above_per_s=above,
-        above_span_s=arrivals.observed_s,
+        above_span_s=seen.observed_s,
     )
 
 

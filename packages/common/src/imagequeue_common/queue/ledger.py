@@ -105,14 +105,6 @@ class Throughput(msgspec.Struct, frozen=True):
         return self.run_ms / self.completed / 1000 if self.completed else None
 
 
-class Arrivals(msgspec.Struct, frozen=True):
-    """Jobs added per priority over the last minute, and over how long that was observed."""
-
-    counts: dict[Priority, int]
-    observed_s: float
-    """From the first second with an arrival in the window to now (0: none)."""
-
-
 class WorkerInfo(msgspec.Struct, frozen=True):
     """A live worker process, from its heartbeat."""
 
@@ -403,42 +395,6 @@ class JobLedger:
             run_ms=sum(counts[1::2]),
             observed_s=(len(buckets) - busy[0]) * 10 if busy else 0,
         )
-
-    async def running(self) -> list[tuple[Priority, float]]:
-        """Each running job's priority and how long it has been running, in seconds
-        (Redis server time)."""
-        ids: list[str] = await self.client.zrange(self.keys.active, 0, -1)  # type: ignore[assignment]
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            for job_id in ids:
-                pipe.hmget(self.keys.job(job_id), ["priority", "started_at"])
-            (seconds, micros), *fields = await pipe.execute()
-        now_ms = seconds * 1000 + micros / 1000
-        return [(Priority(p), max(now_ms - int(s), 0) / 1000) for p, s in fields if p and s]
-
-    async def waiting_by_priority(self) -> dict[Priority, int]:
-        """Waiting jobs per priority (the waiting set's score ranges, see ``_lib.lua``)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for rank, _ in enumerate(Priority):
-                pipe.zcount(self.keys.waiting, rank * 10**13, f"({(rank + 1) * 10**13}")
-            counts = await pipe.execute()
-        return {p: int(n) for p, n in zip(Priority, counts, strict=True)}
-
-    async def arrivals(self) -> Arrivals:
-        """Jobs added per priority in the last minute (1 s buckets, see ``enqueue.lua``)."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.hgetall(self.keys.prefix + "arr")
-            (seconds, micros), raw = await pipe.execute()
-        now_s = seconds + micros / 1e6
-        counts = dict.fromkeys(Priority, 0)
-        first = now_s
-        for field, value in raw.items():
-            priority, _, second = str(field).partition(":")
-            if int(second) > now_s - 60:
-                counts[Priority(priority)] += int(value)
-                first = min(first, int(second))
-        return Arrivals(counts, now_s - first)
 
     async def live_workers(self) -> list[WorkerInfo]:
         """Workers whose heartbeat is recent (within three leases), newest beat first."""
