@@ -65,6 +65,10 @@ bench-engine *ARGS:
 bench-pipeline *ARGS:
     uv run python -m bench.pipeline {{ARGS}}
 
+# ETA benchmark: the ETA answered at creation against the real time, per tier, one JSON line.
+bench-eta *ARGS:
+    uv run python -m bench.eta {{ARGS}}
+
 # API benchmark: POST /api/v1/characters at 1000 connections with wrk, one JSON line.
 bench-api *ARGS:
     uv run python -m bench.api {{ARGS}}

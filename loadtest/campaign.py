@@ -49,6 +49,8 @@ class Outcome(msgspec.Struct, kw_only=True):
     job_id: str | None = None
     posted_at: float | None = None
     """Unix seconds just before the POST was sent."""
+    eta_s: float | None = None
+    """The ``imageJob.etaSeconds`` the POST answered (None: none was given)."""
     state: str = "unfinished"
     """The job's last seen state; ``post-failed`` when no character was made."""
     finished_at: float | None = None

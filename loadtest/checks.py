@@ -13,11 +13,15 @@
    the mean latency taken from the stub's configuration (30-60 s times the scale). Only
    over: a sliding-window limiter lets the first ``rate`` jobs start at once, so a perfect
    queue drains one window *under* ``N / rate``; not going faster than the limit allows is
-   check 3's business.
+   check 3's business;
+6. the ETA answered at creation (``imageJob.etaSeconds``) against the job's real time from
+   ``created_at`` to ``finished_at``: per tier, the median of ``|ETA - actual| / actual`` at
+   most 15 % (the p90 is reported beside it).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from typing import Final
@@ -31,6 +35,8 @@ from loadtest.options import Options
 P95_MS: Final = 200
 P99_MS: Final = 500
 DRAIN_TOLERANCE: Final = 0.05
+ETA_TARGET: Final = 0.15
+TIERS: Final = ("premium", "regular", "bulk")
 
 
 class JobFacts(msgspec.Struct, frozen=True):
@@ -189,7 +195,54 @@ def check_drain(facts: Facts) -> Check:
     return Check(5, "drain at most 5 % over the physical limit", passed, detail)
 
 
+def eta_errors(facts: Facts) -> dict[str, dict[str, float | int | str | None]]:
+    """Per tier: completed jobs, how many had no ETA, and the median and p90 of
+    ``|ETA at creation - actual| / actual``, actual = ``finished_at - created_at``."""
+    outcomes = facts.results.outcomes if facts.results else []
+    told = {o.job_id: (o.tier, o.eta_s) for o in outcomes if o.job_id}
+    errors: dict[str, list[float]] = {t: [] for t in TIERS}
+    missing: Counter[str] = Counter()
+    for job in facts.jobs:
+        if job.job_id not in told or job.state != "completed" or not job.finished_at:
+            continue
+        tier, eta = told[job.job_id]
+        actual = (job.finished_at - job.created_at) / 1000
+        if eta is None or actual <= 0:
+            missing[tier] += 1  # no ETA told is as wrong as any: an infinite error
+            errors[tier].append(math.inf)
+            continue
+        errors[tier].append(abs(eta - actual) / actual)
+    figures: dict[str, dict[str, float | int | str | None]] = {}
+    for name, found in errors.items():
+        found.sort()
+        figures[name] = {"jobs": len(found), "no_eta": missing[name],
+                         "median": _quantile(found, 0.5), "p90": _quantile(found, 0.9)}  # fmt: skip
+    return figures
+
+
+def _quantile(ordered: list[float], q: float) -> float | str | None:
+    """The ``q`` quantile of sorted ``ordered`` (nearest rank), rounded; None when empty."""
+    if not ordered:
+        return None
+    value = ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return round(value, 3) if math.isfinite(value) else "inf"
+
+
+def check_eta(facts: Facts) -> Check:
+    """6: per tier, the median relative error of the ETA at creation at most 15 %."""
+    figures = eta_errors(facts)
+    medians = [f["median"] for f in figures.values()]
+    passed = all(isinstance(m, float) and m <= ETA_TARGET for m in medians)
+    detail = "; ".join(
+        f"{tier} median {f['median']}, p90 {f['p90']} over {f['jobs']} jobs"
+        + (f" ({f['no_eta']} without an ETA)" if f["no_eta"] else "")
+        for tier, f in figures.items()
+    )
+    name = f"ETA at creation within {ETA_TARGET:.0%} of the real time (median, per tier)"
+    return Check(6, name, passed, f"|ETA - actual| / actual: {detail}")
+
+
 def evaluate(facts: Facts) -> list[Check]:
-    """All five checks, in order."""
+    """All six checks, in order."""
     return [check(facts) for check in (check_failures, check_latency, check_upstream,
-                                       check_images, check_drain)]  # fmt: skip
+                                       check_images, check_drain, check_eta)]  # fmt: skip

@@ -172,6 +172,7 @@ class CharacterUser(FastHttpUser):
             self.outcome.character_id = data["_id"]
             self.outcome.job_id = data["imageJob"]["id"]
             self.outcome.state = data["imageJob"]["status"]
+            self.outcome.eta_s = data["imageJob"]["etaSeconds"]
         return True
 
     def _poll(self) -> bool:

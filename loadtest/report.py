@@ -24,6 +24,7 @@ from loadtest.checks import (
     Facts,
     api_histograms,
     drain_s,
+    eta_errors,
     percentile,
     physical_limit_s,
 )
@@ -76,6 +77,7 @@ def summary(facts: Facts, checks: list[Check], report_dir: Path) -> dict[str, An
         "physical_limit_s": round(limit, 2),
         "drain_vs_physical_limit": round(drain / limit, 3) if drain is not None else None,
         "wait_s_p50": wait_by_tier(facts),
+        "eta_relative_error": eta_errors(facts),
         "checks_passed": f"{sum(c.passed for c in checks)}/{len(checks)}",
         "report": str(report_dir / "report.html"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "

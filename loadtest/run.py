@@ -6,7 +6,7 @@
    the plan for the Locust process.
 3. Run Locust headless as a subprocess (``loadtest/locustfile.py``) while sampling the
    queue and the stub; Locust quits by itself when every user has its image.
-4. Gather the facts, stop everything (also on a failure or Ctrl-C), check the five targets
+4. Gather the facts, stop everything (also on a failure or Ctrl-C), check the six targets
    (``loadtest.checks``), write ``loadtest/reports/<UTC timestamp>/`` and print one
    PASS/FAIL line per check and one JSON summary line. Exit 1 when a check failed.
 """

@@ -177,6 +177,9 @@ class Stack:
             "API_PROCESSES": str(o.api_processes), "AI_GENERATION_ENABLED": "true",
             "AI_GENERATION_API_URL": f"{self.stub_url}/generate",
             "AI_GENERATION_BACKEND": "generic", "LOG_FORMAT": "text",
+            # The ETA's job time before the first completion: the stub's configured mean,
+            # as an operator sets it for their GPU.
+            "EXPECTED_JOB_S": f"{o.mean_latency_s:g}",
         }  # fmt: skip
 
     def _service(

@@ -1,14 +1,29 @@
-"""The ETA arithmetic on its own: jobs ahead, sustainable start rate, mean job time."""
+"""The ETA model: slots that free up, the job time setting and its blend, the rate limit;
+and what it reads from a real Redis (running jobs, the active count at enqueue, the span of
+observed completions)."""
 
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
+from redis.asyncio import Redis
 
-from imagequeue_api.eta import QueueRates, drain_eta_seconds, eta_seconds
+from imagequeue_api.eta import (
+    QueueRates,
+    above_rates,
+    blended_job_s,
+    drain_eta_seconds,
+    eta_seconds,
+    queue_rates,
+    waiting_eta_seconds,
+)
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
+from imagequeue_common.queue.ledger import FinishOp, JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.occupancy import Arrivals, arrivals, running, waiting_by_priority
+from imagequeue_common.settings import Settings, replace
 
 NOW = 1_000_000.0
 
@@ -18,41 +33,166 @@ def job(state: JobState, **kw: int) -> Job:
                attempts=0, max_attempts=4, created_at=0, **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
-def test_the_seed_figures_limit_by_slots() -> None:
-    # 5 slots, 45 s per image: 0.11 starts/s (below the 10/s limit); 10 ahead → 99 s + 45 s.
-    rates = QueueRates(mean_job_s=45, slots=5, rate_per_s=10)
+def fresh(mean: float, slots: int, rate: float = math.inf, **kw: object) -> QueueRates:
+    return QueueRates(mean_job_s=mean, slots=slots, rate_per_s=rate,
+                      measured_at=time.monotonic(), **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_idle_slots_start_now_and_each_round_takes_one_job_time() -> None:
+    # 5 idle slots, 45 s per image: jobs 0-4 start now (the 10/s limit spaces them 0.1 s
+    # apart), 5-9 after 45 s, 10 after 90 s.
+    rates = fresh(45, 5, rate=10)
     assert rates.start_rate == pytest.approx(5 / 45)
-    assert eta_seconds(job(JobState.WAITING), 10, rates, NOW) == pytest.approx(11 * 9 + 45)
+    assert [waiting_eta_seconds(p, rates) for p in (0, 4, 5, 9, 10)] == [45, 45.4, 90, 90, 135]
+    assert eta_seconds(job(JobState.WAITING), 10, rates, NOW) == 135
+
+
+def test_running_jobs_free_their_slots_one_job_time_after_they_started() -> None:
+    # Two slots, jobs running for 30 s and 5 s of 40 s: the first frees in 10 s, the other in 35.
+    rates = fresh(40, 2, running_s=(30.0, 5.0))
+    assert rates.slot_free_in_s() == pytest.approx([10, 35], abs=0.1)
+    assert waiting_eta_seconds(0, rates) == pytest.approx(10 + 40, abs=0.1)
+    assert waiting_eta_seconds(1, rates) == pytest.approx(35 + 40, abs=0.1)
+    assert waiting_eta_seconds(2, rates) == pytest.approx(10 + 40 + 40, abs=0.1)
+
+
+def test_jobs_started_since_the_measurement_are_counted_as_just_started() -> None:
+    # Measured with every slot idle, but the enqueue saw 5 running: a burst filled them.
+    rates = fresh(2, 5)
+    assert waiting_eta_seconds(0, rates) == 2
+    assert waiting_eta_seconds(0, rates, active=5) == 4
+    assert waiting_eta_seconds(0, rates, active=3) == 2  # two slots still free
+    # Fewer running than measured: the ones nearest their end are the ones that ended.
+    busy = fresh(10, 2, running_s=(9.0, 1.0))
+    assert busy.slot_free_in_s(active=1) == pytest.approx([0, 9], abs=0.1)
 
 
 def test_the_rate_limit_binds_with_many_slots() -> None:
-    rates = QueueRates(mean_job_s=1, slots=100, rate_per_s=10)
-    assert eta_seconds(job(JobState.WAITING), 99, rates, NOW) == pytest.approx(100 / 10 + 1)
+    rates = fresh(1, 100, rate=10)
+    assert eta_seconds(job(JobState.WAITING), 99, rates, NOW) == pytest.approx(99 / 10 + 1)
 
 
 def test_a_slow_gpu_side_is_seen_in_the_throughput_when_saturated() -> None:
-    busy = QueueRates(mean_job_s=1, slots=10, rate_per_s=10, observed_per_s=2, saturated=True)
-    idle = QueueRates(mean_job_s=1, slots=10, rate_per_s=10, observed_per_s=2, saturated=False)
+    busy = fresh(1, 10, rate=10, observed_per_s=2, saturated=True)
+    idle = fresh(1, 10, rate=10, observed_per_s=2, saturated=False)
     assert busy.start_rate == 2
     assert idle.start_rate == 10  # a quiet minute says nothing about capacity
+    assert waiting_eta_seconds(20, busy) == pytest.approx(2 * 10 / 2 + 1)
+
+
+def test_higher_priorities_arriving_take_their_share_of_the_starts() -> None:
+    # 10 idle slots of 1 s: 19 ahead starts after one round alone. Highs arriving at half the start
+    # rate, seen for a minute, double a low job's wait; a normal job is not affected.
+    above = {Priority.NORMAL: 5.0, Priority.LOW: 5.0}
+    rates = fresh(1, 10, above_per_s=above, above_span_s=60.0)
+    assert waiting_eta_seconds(19, rates, priority=Priority.HIGH) == 2
+    assert waiting_eta_seconds(19, rates, priority=Priority.LOW) == 1 / (1 - 0.5) + 1
+    # Seen for 1 s only: forecast for 1 s more, at most half a start-second of cut-ins.
+    young = fresh(1, 10, above_per_s=above, above_span_s=1.0)
+    assert waiting_eta_seconds(19, young, priority=Priority.LOW) == 1 + 0.5 * 1 + 1
+    # Above taking every start: still an ETA, the cut-ins capped by the span seen.
+    flood = fresh(1, 10, above_per_s={Priority.LOW: 20.0}, above_span_s=30.0)
+    assert waiting_eta_seconds(19, flood, priority=Priority.LOW) == 1 + 2 * 30 + 1
+
+
+def test_only_arrivals_already_done_forecast_cut_ins() -> None:
+    # 60 highs in the last minute, 12 still waiting or running: 48 done, 0.8/s. A burst
+    # that is all still queued forecasts nothing: its jobs are in the positions already.
+    arrivals = Arrivals({Priority.HIGH: 60, Priority.NORMAL: 30, Priority.LOW: 5}, 60.0)
+    waiting = {Priority.HIGH: 10, Priority.NORMAL: 0, Priority.LOW: 5}
+    running = [(Priority.HIGH, 1.0), (Priority.HIGH, 2.0), (Priority.NORMAL, 0.5)]
+    above = above_rates(arrivals, waiting, running)
+    assert above[Priority.HIGH] == 0
+    assert above[Priority.NORMAL] == pytest.approx(48 / 60)
+    assert above[Priority.LOW] == pytest.approx(48 / 60 + 29 / 60)
+    burst = Arrivals({Priority.HIGH: 80, Priority.NORMAL: 0, Priority.LOW: 0}, 1.0)
+    assert above_rates(burst, {Priority.HIGH: 70}, [(Priority.HIGH, 0.1)] * 10)[Priority.LOW] == 0
+
+
+def test_the_setting_is_the_job_time_until_measured_then_blends_out() -> None:
+    none = Throughput(window_s=60, completed=0, run_ms=0)
+    assert blended_job_s(2.0, 10, none, LedgerMetrics()) == 2.0
+    # As many completions as slots, at 4 s: halfway between the setting and the measurement.
+    recent = Throughput(window_s=60, completed=10, run_ms=40_000)
+    lifetime = LedgerMetrics(completed=10, run_ms_completed=40_000)
+    assert blended_job_s(2.0, 10, recent, lifetime) == pytest.approx(3.0)
+    many = LedgerMetrics(completed=990, run_ms_completed=3_960_000)
+    assert blended_job_s(2.0, 10, recent, many) == pytest.approx(0.01 * 2 + 0.99 * 4)
+    # Nothing in the last minute: the lifetime mean stands in for it.
+    assert blended_job_s(2.0, 10, none, lifetime) == pytest.approx(3.0)
 
 
 def test_active_delayed_finished_and_no_workers() -> None:
-    rates = QueueRates(mean_job_s=40, slots=5, rate_per_s=math.inf)
+    rates = fresh(40, 5)
     assert eta_seconds(job(JobState.ACTIVE, started_at=int(NOW - 15_000)), None, rates, NOW) == 25
     delayed = job(JobState.DELAYED, due_at=int(NOW + 5_000))
     assert eta_seconds(delayed, None, rates, NOW) == pytest.approx(5 + 1 / (5 / 40) + 40)
     assert eta_seconds(job(JobState.COMPLETED), None, rates, NOW) == 0
-    nobody = QueueRates(mean_job_s=40, slots=0, rate_per_s=10)
+    nobody = fresh(40, 0, rate=10)
     assert eta_seconds(job(JobState.WAITING), 3, nobody, NOW) is None
+    assert drain_eta_seconds(5, nobody) is None
 
 
-def test_the_backlog_drains_at_the_sustainable_rate() -> None:
-    # The seed's arithmetic corrected: 5 slots at 45 s per image start 0.11 jobs/s, so 100
-    # waiting jobs take 900 s (+ one job time), not 10 s at the 10/s limit.
-    slow = QueueRates(mean_job_s=45, slots=5, rate_per_s=10)
-    assert drain_eta_seconds(100, slow) == pytest.approx(100 / (5 / 45) + 45)
-    fast = QueueRates(mean_job_s=45, slots=500, rate_per_s=10)  # >= 10 x 45 slots: the limit binds
-    assert drain_eta_seconds(100, fast) == pytest.approx(100 / 10 + 45)
+def test_the_backlog_drains_in_rounds_of_the_slots() -> None:
+    # 5 idle slots at 45 s per image: 100 jobs are 20 rounds, the last one ending at 900 s.
+    slow = fresh(45, 5, rate=10)
+    assert drain_eta_seconds(100, slow) == pytest.approx(900)
+    fast = fresh(45, 500, rate=10)  # >= 10 x 45 slots: the limit binds
+    assert drain_eta_seconds(100, fast) == pytest.approx(99 / 10 + 45)
     assert drain_eta_seconds(0, slow) == 0
-    assert drain_eta_seconds(5, QueueRates(mean_job_s=45, slots=0, rate_per_s=10)) is None
+
+
+@pytest.fixture
+def ledger(redis: Redis, settings: Settings) -> JobLedger:
+    return JobLedger(redis, replace(settings, expected_job_s=7.5))
+
+
+async def add(ledger: JobLedger, job_id: str) -> None:
+    await ledger.enqueue(job_id, "t", "{}", user_id="u")
+
+
+async def test_the_rates_read_running_jobs_and_the_setting_from_redis(ledger: JobLedger) -> None:
+    await ledger.extend("w1", '{"concurrency": 3}', [])
+    for i in range(4):
+        await add(ledger, f"j{i}")
+    await ledger.claim("w1", 2)
+    rates = await queue_rates(ledger)
+    assert (rates.slots, rates.mean_job_s, len(rates.running_s)) == (3, 7.5, 2)
+    assert all(0 <= ran < 5 for ran in rates.running_s)
+    assert not rates.saturated
+    assert rates.observed_per_s == 0
+    # One slot idle: the first waiting job starts now, the next when a running one ends.
+    assert waiting_eta_seconds(0, rates) == 7.5
+    assert waiting_eta_seconds(1, rates) == pytest.approx(15, abs=0.2)
+
+
+async def test_the_enqueue_counts_the_running_jobs(ledger: JobLedger) -> None:
+    await add(ledger, "a")
+    await add(ledger, "b")
+    assert (await ledger.enqueue("c", "t", "{}")).active == 0
+    await ledger.claim("w1", 2)
+    queued = await ledger.enqueue("d", "t", "{}")
+    assert (queued.position, queued.active) == (1, 2)
+
+
+async def test_arrivals_and_waiting_are_counted_per_priority(ledger: JobLedger) -> None:
+    for i, priority in enumerate([Priority.HIGH, Priority.LOW, Priority.LOW, Priority.NORMAL]):
+        await ledger.enqueue(f"p{i}", "t", "{}", priority=priority)
+    seen = await arrivals(ledger)
+    assert seen.counts == {Priority.HIGH: 1, Priority.NORMAL: 1, Priority.LOW: 2}
+    assert 0 <= seen.observed_s <= 2
+    assert await waiting_by_priority(ledger) == seen.counts
+    await ledger.claim("w1", 1)
+    [(priority, ran)] = await running(ledger)
+    assert priority == Priority.HIGH
+    assert 0 <= ran < 5
+    assert (await waiting_by_priority(ledger))[Priority.HIGH] == 0
+
+
+async def test_a_young_queue_reports_only_the_span_it_observed(ledger: JobLedger) -> None:
+    await add(ledger, "a")
+    [claimed] = (await ledger.claim("w1", 1)).jobs
+    await ledger.finish([FinishOp(claimed.job_id, claimed.token, "completed", "1")])
+    recent = await ledger.throughput()
+    assert recent.completed == 1
+    assert 0 < recent.observed_s < recent.window_s  # busy for seconds, not for the minute

@@ -1,9 +1,10 @@
 """The load test end to end, scaled down: ``python -m loadtest.run`` as ``just loadtest`` runs it.
 
 150 users at 25/s against 2 workers x 5 slots and the seed's 10 starts/s, the stub at
-0.15-0.3 s per image (latency scale 0.005): about 15 s of drain, with the same five checks
-as the full run. It uses the session's Redis as a given ``REDIS_URL``, so it also shows that
-a run on a shared Redis keeps to its own queue and leaves none of its keys behind.
+0.15-0.3 s per image (latency scale 0.005): about 15 s of drain, with the same checks as
+the full run (the ETA's only reported). It uses the session's Redis as a given
+``REDIS_URL``, so it also shows that a run on a shared Redis keeps to its own queue and
+leaves none of its keys behind.
 """
 
 from __future__ import annotations
@@ -46,10 +47,13 @@ def test_scaled_down_load_test_passes_every_check(tmp_path: Path, redis_url: str
     )
 
     output = f"{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
-    assert run.returncode == 0, output
     lines = run.stdout.splitlines()
     verdicts = [line.split()[:2] for line in lines if line.startswith(("PASS ", "FAIL "))]
-    assert verdicts == [["PASS", str(n)] for n in range(1, 6)], output
+    # Check 6 (the ETA) is reported, not held here: at 0.15-0.3 s per image the API's and
+    # the claim's own milliseconds are a large part of every job's time.
+    assert verdicts[:5] == [["PASS", str(n)] for n in range(1, 6)], output
+    assert verdicts[5][1] == "6", output
+    assert run.returncode == (0 if verdicts[5][0] == "PASS" else 1), output
     summary = json.loads(lines[-1])
     assert summary["characters"] == USERS
     assert summary["one_image_each"] is True

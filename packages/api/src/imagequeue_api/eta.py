@@ -1,10 +1,27 @@
 """A job's place in the queue and when it should be done.
 
-Position is exact (the job's rank in the waiting set, which is claim order). The ETA is an
-estimate from the jobs ahead, the start rate the queue can sustain — the global rate limit
-or the live workers' slots over the mean job time, whichever is lower, and the live
-throughput when that is lower still while every slot is busy (a slow or throttling GPU
-side) — and the recent mean job time (last minute, else lifetime, else the seed's 45 s).
+Position is exact (the job's rank in the waiting set, which is claim order). The ETA is a
+small model of the queue, measured at most once a second per API process:
+
+- **job time** — the expected time of one job: ``EXPECTED_JOB_S`` (the operator's figure
+  for their GPU) until the queue has measured its own, then blended into the measured mean
+  (last minute, else lifetime) with the setting weighing as much as one round of jobs on
+  every slot, so the first few completions — the shortest ones of a burst — cannot swing it;
+- **start rate** — the rate limit or the live slots over the job time, whichever is lower,
+  and the observed completion rate when that is lower still while every slot is busy; the
+  observed rate only counts once the queue has been busy over its whole window (a rate over
+  a span not observed is no rate);
+- **when the slots free up** — each running job is expected to end one job time after it
+  started, an idle slot is free now, and every job after fills the slot that frees first:
+  the ``n``-th start is the ``n mod slots``-th soonest free slot plus ``n div slots`` rounds.
+  A burst on fresh slots thus waits a whole job time for its first start, a queue in steady
+  state less; this is what ``(position + 1) / rate`` misses by up to one job time;
+- **cut-ins from above** — a waiting job's position counts the higher-priority jobs already
+  waiting, not those that will arrive before it starts. Their rate is forecast from the
+  higher-priority jobs of the last minute that are already done (not those still queued:
+  they are in the position, and a burst counted again as a rate would seem to last for
+  ever), and only for as long again as it was observed. A burst or a wave still to come
+  cannot be foreseen; ``bench-eta`` shows what that costs the lower tiers.
 """
 
 from __future__ import annotations
@@ -15,12 +32,10 @@ import time
 
 import msgspec
 
-from imagequeue_common.contracts import JobState
+from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import JobLedger
-
-DEFAULT_JOB_S = 45.0
-"""The seed's typical image time (30-60 s), used until the queue has measured its own."""
+from imagequeue_common.queue.ledger import JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.occupancy import Arrivals, arrivals, running, waiting_by_priority
 
 
 class QueueRates(msgspec.Struct, frozen=True):
@@ -31,9 +46,18 @@ class QueueRates(msgspec.Struct, frozen=True):
     rate_per_s: float
     """Starts per second the rate limit allows (``inf`` without a limit)."""
     observed_per_s: float = 0.0
-    """Completions per second over the last minute."""
+    """Completions per second over a fully observed recent window (0 when not observed)."""
     saturated: bool = False
     """Every live slot is busy: the observed rate is the queue's real capacity."""
+    running_s: tuple[float, ...] = ()
+    """How long each running job had been running when this was measured."""
+    measured_at: float = 0.0
+    """``time.monotonic()`` of the measurement (running times age from it)."""
+    above_per_s: dict[Priority, float] = msgspec.field(default_factory=dict)
+    """Per priority: the arrivals per second of the priorities above it, forecast from the
+    jobs of those priorities that arrived in the last minute and are already done."""
+    above_span_s: float = 0.0
+    """Over how long those arrivals were observed (at most the minute)."""
 
     @property
     def start_rate(self) -> float:
@@ -45,27 +69,100 @@ class QueueRates(msgspec.Struct, frozen=True):
             return self.observed_per_s
         return rate
 
+    def slot_free_in_s(self, active: int | None = None, now: float | None = None) -> list[float]:
+        """Seconds until each slot is free, soonest first (one entry per slot).
+
+        ``active``: the running jobs counted just now (the enqueue reads it atomically);
+        jobs started since the measurement are taken as just started, jobs gone as ended.
+        """
+        age = (time.monotonic() if now is None else now) - self.measured_at
+        left = sorted(max(self.mean_job_s - ran - age, 0.0) for ran in self.running_s)
+        count = len(left) if active is None else min(active, self.slots)
+        if count < len(left):
+            left = left[len(left) - count :]  # the soonest ones have ended
+        left += [self.mean_job_s] * (count - len(left))
+        return sorted([0.0] * (self.slots - len(left)) + left[: self.slots])
+
+    def start_in_s(
+        self, ahead: int, active: int | None = None, priority: Priority = Priority.HIGH
+    ) -> float | None:
+        """Seconds until a waiting job with ``ahead`` jobs before it starts."""
+        if self.start_rate <= 0:
+            return None
+        share = self.above_per_s.get(priority, 0.0) / self.start_rate
+        free = self.slot_free_in_s(active)
+        rounds, slot = divmod(ahead, self.slots)
+        by_slots = free[slot] + rounds * self.slots / self.start_rate
+        # The rate limit spaces starts out even while slots are free.
+        alone = max(by_slots, ahead / self.rate_per_s)
+        # While it waits, jobs of higher priorities arrive and go first, taking ``share`` of
+        # the starts: T = alone + share * T. But a flow seen for s seconds is forecast for
+        # only s seconds more (it may be a burst that ends), so the cut-ins are capped at
+        # share * s; that also keeps T finite when the priorities above take every start.
+        horizon = self.above_span_s
+        if share < 1 and alone / (1 - share) <= horizon:
+            return alone / (1 - share)
+        return alone + share * horizon
+
 
 async def queue_rates(ledger: JobLedger) -> QueueRates:
-    """Measure the queue's current rates (three Redis reads)."""
+    """Measure the queue's current rates (a few Redis reads)."""
     settings = ledger.settings
     recent = await ledger.throughput()
-    mean = recent.mean_run_s
-    if mean is None:
-        lifetime = await ledger.metrics()
-        mean = lifetime.run_ms_completed / lifetime.completed / 1000 if lifetime.completed else None
+    lifetime = await ledger.metrics()
     workers = await ledger.live_workers()
     slots = sum(w.concurrency for w in workers)
+    jobs = await running(ledger)
+    measured = time.monotonic()
+    seen = await arrivals(ledger)
+    above = above_rates(seen, await waiting_by_priority(ledger), jobs)
+    mean = blended_job_s(settings.expected_job_s, slots, recent, lifetime)
     limit = settings.rate_limit_max
     rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
-    active = (await ledger.stats()).active
+    full = recent.observed_s >= recent.window_s
     return QueueRates(
-        mean_job_s=max(mean or DEFAULT_JOB_S, 0.001),
+        mean_job_s=mean,
         slots=slots,
         rate_per_s=rate,
-        observed_per_s=recent.completed / recent.window_s,
-        saturated=slots > 0 and active >= slots,
+        observed_per_s=recent.completed / recent.window_s if full else 0.0,
+        saturated=slots > 0 and len(jobs) >= slots,
+        running_s=tuple(ran for _, ran in jobs),
+        measured_at=measured,
+        above_per_s=above,
+        above_span_s=seen.observed_s,
     )
+
+
+def above_rates(
+    arrivals: Arrivals, waiting: dict[Priority, int], running: list[tuple[Priority, float]]
+) -> dict[Priority, float]:
+    """Per priority, the forecast arrival rate of the priorities above it.
+
+    Only the arrivals that are already done count (arrived, and neither waiting nor running
+    now): the others are in the job's position already, and counting them again as a rate
+    would predict a burst to go on forever. In steady state nearly every arrival of the
+    last minute is done, so this is the arrival rate; in a burst it is what has been served.
+    """
+    span = max(arrivals.observed_s, 1.0)
+    done = {}
+    for p in Priority:
+        here = waiting.get(p, 0) + sum(1 for q, _ in running if q == p)
+        done[p] = max(arrivals.counts.get(p, 0) - here, 0) / span
+    return {Priority.HIGH: 0.0, Priority.NORMAL: done[Priority.HIGH],
+            Priority.LOW: done[Priority.HIGH] + done[Priority.NORMAL]}  # fmt: skip
+
+
+def blended_job_s(
+    expected_s: float, slots: int, recent: Throughput, lifetime: LedgerMetrics
+) -> float:
+    """The setting and the measured mean job time (recent, else lifetime), the setting
+    weighing as much as ``slots`` jobs against every job completed so far."""
+    measured_s = recent.mean_run_s
+    if measured_s is None:
+        total = lifetime.completed
+        measured_s = lifetime.run_ms_completed / total / 1000 if total else 0.0
+    weight = lifetime.completed / (lifetime.completed + max(slots, 1))
+    return max((1 - weight) * expected_s + weight * measured_s, 0.001)
 
 
 def eta_seconds(
@@ -79,7 +176,7 @@ def eta_seconds(
         ran_s = (now - (job.started_at or now)) / 1000
         return round(max(rates.mean_job_s - ran_s, 0.0), 1)
     if job.state != JobState.DELAYED:
-        return waiting_eta_seconds(position, rates)
+        return waiting_eta_seconds(position, rates, priority=job.priority)
     if rates.start_rate <= 0:
         return None
     wait_s = max((job.due_at or now) - now, 0) / 1000 + 1 / rates.start_rate
@@ -91,16 +188,20 @@ def drain_eta_seconds(backlog: int, rates: QueueRates) -> float | None:
     queue sustains now; None with no live worker."""
     if backlog == 0:
         return 0.0
-    if rates.start_rate <= 0:
-        return None
-    return round(backlog / rates.start_rate + rates.mean_job_s, 1)
+    start = rates.start_in_s(backlog - 1)
+    return None if start is None else round(start + rates.mean_job_s, 1)
 
 
-def waiting_eta_seconds(position: int | None, rates: QueueRates) -> float | None:
-    """Seconds until a waiting job with ``position`` jobs ahead should be done."""
-    if rates.start_rate <= 0:
-        return None
-    return round(((position or 0) + 1) / rates.start_rate + rates.mean_job_s, 1)
+def waiting_eta_seconds(
+    position: int | None,
+    rates: QueueRates,
+    active: int | None = None,
+    priority: Priority = Priority.HIGH,
+) -> float | None:
+    """Seconds until a waiting job of ``priority`` with ``position`` jobs ahead should be
+    done (``active``: the running jobs counted at its enqueue, when known)."""
+    start = rates.start_in_s(position or 0, active, priority)
+    return None if start is None else round(start + rates.mean_job_s, 1)
 
 
 class RatesCache:

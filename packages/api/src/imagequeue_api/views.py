@@ -60,7 +60,7 @@ async def queued_character_view(
     """A character whose image job was just queued: the job's state and place come from
     the enqueue itself, so the answer costs no further read of the job."""
     rates = await rates_cache.get()
-    eta = waiting_eta_seconds(queued.position, rates)
+    eta = waiting_eta_seconds(queued.position, rates, queued.active, queued.priority)
     image_job = ImageJob(queued.job_id, queued.state.value, queued.position, eta)
     return _character_out(character, image_job)
 

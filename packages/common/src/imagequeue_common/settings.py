@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jitter between the permit and the request's arrival cannot squeeze ``max + 1`` requests
     into one window as the GPU side sees it."""
     worker_concurrency: int = 5
+    expected_job_s: float = 45.0
+    """The upstream's typical seconds per image (the seed's GPU: 30-60 s): the ETA's job
+    time until the queue has measured its own, and its prior after."""
     user_max_pending: int = 100
     """Most unfinished (waiting, delayed, active) jobs one user may have; 0: no limit."""
 
@@ -148,6 +151,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("RATE_LIMIT_GUARD_MS must be 0 or more", self.rate_limit_guard_ms >= 0),
             ("WORKER_CONCURRENCY must be from 1 to 1000", 1 <= self.worker_concurrency <= 1000),
             ("USER_MAX_PENDING must be 0 (no limit) or more", self.user_max_pending >= 0),
+            ("EXPECTED_JOB_S must be above 0", self.expected_job_s > 0),
             ("API_PORT must be from 1 to 65535", 0 < self.api_port < 65536),
             ("API_PROCESSES must be from 1 to 64", 1 <= self.api_processes <= 64),
             ("API_MAX_BODY_BYTES must be at least 1024", self.api_max_body_bytes >= 1024),
@@ -311,6 +315,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "RATE_LIMIT_GUARD_MS": ("rate_limit_guard_ms", _parse_int),
     "WORKER_CONCURRENCY": ("worker_concurrency", _parse_int),
     "USER_MAX_PENDING": ("user_max_pending", _parse_int),
+    "EXPECTED_JOB_S": ("expected_job_s", _parse_float),
     "API_HOST": ("api_host", _parse_str),
     "API_PORT": ("api_port", _parse_int),
     "API_PROCESSES": ("api_processes", _parse_int),

@@ -52,6 +52,9 @@ class Enqueued(msgspec.Struct, frozen=True):
     job_id: str
     state: JobState
     position: int | None
+    active: int | None = None
+    """Jobs running when it was added (read in the same atomic call)."""
+    priority: Priority = Priority.NORMAL
 
 
 class CleanReport(msgspec.Struct, frozen=True):
@@ -87,6 +90,9 @@ class Throughput(msgspec.Struct, frozen=True):
     window_s: int
     completed: int
     run_ms: int
+    observed_s: int = 0
+    """From the start of the oldest bucket with a completion to the window's end: equal to
+    ``window_s`` once the queue has been completing jobs over the whole window."""
 
     @property
     def per_minute(self) -> float:
@@ -151,7 +157,7 @@ class JobLedger:
         k = self.keys
         reply = await self._scripts.call_coalesced(
             "enqueue",
-            [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users],
+            [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users, k.active],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen, user_quota, ref],
         )  # fmt: skip
@@ -159,8 +165,9 @@ class JobLedger:
             raise DuplicateJobError(job_id)
         if reply == -1:
             raise UserQuotaError(user_id, user_quota)
-        state, rank = reply
-        return Enqueued(job_id, JobState(state), None if rank < 0 else int(rank))
+        state, rank, active = reply
+        position = None if rank < 0 else int(rank)
+        return Enqueued(job_id, JobState(state), position, int(active), priority)
 
     async def claim(
         self, worker_id: str, want: int, finished: Sequence[FinishOp] = ()
@@ -381,8 +388,12 @@ class JobLedger:
         fields = [f"{kind}:{b}" for b in buckets for kind in ("c", "ms")]
         values = await self.client.hmget(self.keys.prefix + "tput", fields)
         counts = [int(v or 0) for v in values]
+        busy = [i for i, c in enumerate(counts[0::2]) if c]
         return Throughput(
-            window_s=len(buckets) * 10, completed=sum(counts[0::2]), run_ms=sum(counts[1::2])
+            window_s=len(buckets) * 10,
+            completed=sum(counts[0::2]),
+            run_ms=sum(counts[1::2]),
+            observed_s=(len(buckets) - busy[0]) * 10 if busy else 0,
         )
 
     async def live_workers(self) -> list[WorkerInfo]:

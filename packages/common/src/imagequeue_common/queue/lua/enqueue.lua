@@ -1,12 +1,12 @@
 -- enqueue: add a new job, waiting (or delayed when ARGV[7] > 0), and index it for search.
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
--- KEYS[6] users (unfinished jobs per user)
+-- KEYS[6] users (unfinished jobs per user)  KEYS[7] active
 -- ARGV[1] key prefix  ARGV[2] job id  ARGV[3] task name  ARGV[4] payload
 -- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] user id  ARGV[7] delay ms
 -- ARGV[8] max attempts  ARGV[9] events maxlen  ARGV[10] most unfinished jobs per user (0: any)
 -- ARGV[11] ref label ('' for none; the api passes the character id)
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
--- delayed)}, 0 when the id exists, or -1 when the user already has ARGV[10] unfinished jobs
+-- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists, or -1 when the user already has ARGV[10] unfinished jobs
 -- (nothing changed in either case).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
@@ -42,10 +42,14 @@ if ARGV[11] ~= '' then
   redis.call('HSET', jk, 'ref', ARGV[11])
   redis.call('ZADD', index_key(ARGV[1], 'byref', ARGV[11]), now, id)
 end
+-- Arrivals per priority per second, the last minute kept: the ETA's forecast of the jobs
+-- that will cut in ahead of a lower priority.
+count_bucket(ARGV[1] .. 'arr', ARGV[5], math.floor(now / 1000), 1, 60)
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])
 emit(KEYS[3], ARGV[9], id, state, 'user', ARGV[6])
+local active = redis.call('ZCARD', KEYS[7])
 if delay > 0 then
-  return {state, -1}
+  return {state, -1, active}
 end
-return {state, redis.call('ZRANK', KEYS[1], id)}
+return {state, redis.call('ZRANK', KEYS[1], id), active}
