@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -78,13 +79,28 @@ def upstream_for(settings: Settings) -> Iterator[dict[str, str]]:
             if stub.poll() is not None or time.monotonic() > deadline:
                 raise SettingsError("the stub AI server did not start (run from the repo root)")
             time.sleep(0.05)
-        say(f"started the stub AI server on http://127.0.0.1:{port} (no AI_GENERATION_API_URL)")
-        yield {
+        mean_s = _stub_mean_latency_s(f"http://127.0.0.1:{port}/stub/config")
+        say(f"started the stub AI server on http://127.0.0.1:{port} (no AI_GENERATION_API_URL; "
+            f"{mean_s:g} s per image on average)")  # fmt: skip
+        upstream = {
             "AI_GENERATION_API_URL": f"http://127.0.0.1:{port}/generate",
             "AI_GENERATION_BACKEND": "generic",
         }
+        if "EXPECTED_JOB_S" not in os.environ:
+            # The ETA's job time until the queue has measured its own: the stub's, not the
+            # seed's 45 s GPU, or the first ETAs of the demo would be 20 times too long.
+            upstream["EXPECTED_JOB_S"] = f"{mean_s:g}"
+        yield upstream
     finally:
         stop([stub], name="stub AI server")
+
+
+def _stub_mean_latency_s(config_url: str) -> float:
+    """The running stub's mean time per image, from its own config."""
+    with urllib.request.urlopen(config_url, timeout=5) as answer:  # noqa: S310 - our own URL
+        config = json.load(answer)
+    low, high, scale = config["latency_min_s"], config["latency_max_s"], config["time_scale"]
+    return round(float(low + high) / 2 * float(scale), 3)
 
 
 def _http_answers(url: str) -> bool:
