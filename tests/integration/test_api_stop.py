@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,26 @@ def test_ctrl_c_on_a_just_recipe_exits_0(settings: Settings, tmp_path: Path, rec
     assert any(ready in line for line in lines), text
     assert code == 0, text
     assert "Traceback" not in text, text
+
+
+@pytest.mark.parametrize("command", [["imagequeue_api", "serve"], ["imagequeue_api.devstack"]])
+def test_a_port_in_use_is_one_line_and_nothing_starts(
+    settings: Settings, tmp_path: Path, command: list[str]
+) -> None:
+    """Something (here another API) already answers on API_PORT: exit 2 with one line.
+    Binding alone would succeed — our sockets use SO_REUSEPORT — and share the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, **worker_env(settings, database_url=f"sqlite:///{tmp_path}/a.db")}
+        env |= {"API_PORT": str(port), "DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-m", *command], env=env, cwd=ROOT, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+    text = done.stdout + done.stderr
+    assert done.returncode == 2, text
+    assert f"127.0.0.1:{port} is in use already" in text
+    assert "Traceback" not in text
+    assert "started" not in text  # no Redis, stub or process was started

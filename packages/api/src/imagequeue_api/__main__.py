@@ -47,9 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imagequeue-api: bad setting: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
+        where = f"{settings.api_host}:{settings.api_port}"
+        if serving.port_in_use(settings.api_host, settings.api_port):
+            print(f"imagequeue-api: {where} is in use already (another API?): stop it or set "
+                  "API_PORT", file=sys.stderr)  # fmt: skip
+            return 2
         if not preflight_ok("imagequeue-api", settings.redis_url_or_default):
             return 2
-        return serve(settings)
+        try:
+            return serve(settings)
+        except OSError as exc:  # the port was taken meanwhile, or API_HOST is not ours
+            print(f"imagequeue-api: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
+            return 2
     return asyncio.run(_keys(args, settings))
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from imagequeue_api.demo import DemoError, PacedClient, run_demo
+from imagequeue_api.serving import port_in_use
 from imagequeue_common.embedded_redis import EmbeddedRedis, EmbeddedRedisError, answers, free_port
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.runtime import STOP_SIGNALS, ignore_late_stop_signals
@@ -118,13 +119,18 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def stop(children: list[subprocess.Popen[bytes]], timeout_s: float = 30, name: str = "") -> None:
-    """Stop children newest first, each after the one before has exited: SIGINT (each
-    finishes what it is doing), SIGKILL only past ``timeout_s``."""
+    """Stop children newest first, each after the one before has exited: SIGTERM (each
+    finishes what it is doing), SIGKILL only past ``timeout_s``.
+
+    SIGTERM, not SIGINT: every process here stops gracefully on either, and one still
+    importing its modules (a stop during start-up) ends quietly on SIGTERM instead of
+    printing a ``KeyboardInterrupt`` traceback.
+    """
     for child in reversed(children):
         if child.poll() is None:
             if name:
                 say(f"stopping the {name}")
-            os.killpg(child.pid, signal.SIGINT)
+            os.killpg(child.pid, signal.SIGTERM)
         try:
             child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -217,6 +223,10 @@ async def run_stack(args: argparse.Namespace, settings: Settings) -> int:
     key = dev_key(settings)
     admin_password = settings.admin_password or kept_secret(settings, ADMIN_FILE, "")
     api_url = f"http://{settings.api_host}:{settings.api_port}"
+    if port_in_use(settings.api_host, settings.api_port):
+        say(f"{settings.api_host}:{settings.api_port} is in use already (another just up?): "
+            "stop it or set API_PORT")  # fmt: skip
+        return 2
     # Entered in this order, so stopped in the reverse one: the API first (no new work),
     # then the worker (its running jobs finish and are saved), the scheduler, the stub the
     # worker was still talking to, and Redis last, when nothing writes to it any more.

@@ -47,6 +47,21 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts connections on ``host:port`` already.
+
+    Binding alone cannot tell: our sockets use ``SO_REUSEPORT``, so a second imagequeue API
+    (a ``just up`` left running) would bind the same port and the kernel would quietly
+    share the connections between the two.
+    """
+    target = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)  # noqa: S104
+    try:
+        with socket.create_connection((target, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _config(settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         APP,
