@@ -4,6 +4,8 @@ scheduler, and a demo that goes through the API."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +40,34 @@ def test_up_runs_the_whole_stack_and_drains_the_demo(tmp_path: Path) -> None:
     assert all(image.read_bytes().startswith(b"\x89PNG") for image in images)
     assert "Demo Character 0: /assets/characters/demo_character_0_" in out
     assert (tmp_path / "imagequeue.db").exists()
+
+
+def test_ctrl_c_mid_demo_lets_running_jobs_finish_and_exits_0(tmp_path: Path) -> None:
+    """Ctrl-C while the demo's jobs run: every job that had started finishes and is saved
+    before the worker exits, then the stub and Redis stop; exit 0, no traceback."""
+    mine = ("REDIS_", "QUEUE_", "AI_", "DATABASE_", "ASSETS_", "STUB_", "API_", "METRICS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(mine)}
+    env |= {"DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT), "API_PORT": str(free_port())}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "imagequeue_api.devstack", "--private-redis", "--demo-jobs", "8"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert up.stdout is not None
+    lines = []
+    for line in up.stdout:
+        lines.append(line)
+        if "queued 8 demo jobs" in line:
+            os.killpg(up.pid, signal.SIGINT)
+    up.stdout.close()
+    code = up.wait(60)
+    out = "".join(lines)
+    assert code == 0, out
+    assert "Traceback" not in out, out
+    started = set(re.findall(r"Processing image generation job (\S+)", out))
+    finished = set(re.findall(r"✓ Job (\S+) completed for character", out))
+    assert started, out  # the signal came while jobs ran
+    assert started == finished, out
+    images = list((tmp_path / "assets" / "characters").glob("demo_character_*.png"))
+    assert len(images) == len(finished)
+    assert out.index("stopping the stub AI server") < out.index("stopped the private redis")
