@@ -11,7 +11,7 @@ default:
 # a clean stop) instead of just's "interrupted" (130) or the shell's death by SIGINT.
 [continue]
 up *ARGS:
-    exec uv run python -m imagequeue_api.devstack {{ARGS}}
+    exec uv run python -m imagequeue_api.up {{ARGS}}
 
 # One worker process (WORKER_CONCURRENCY slots) against REDIS_URL.
 [continue]

@@ -8,7 +8,10 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from imagequeue_common.embedded_redis import free_port
 from tests.support.procs import ROOT
@@ -71,3 +74,21 @@ def test_ctrl_c_mid_demo_lets_running_jobs_finish_and_exits_0(tmp_path: Path) ->
     images = list((tmp_path / "assets" / "characters").glob("demo_character_*.png"))
     assert len(images) == len(finished)
     assert out.index("stopping the stub AI server") < out.index("stopped the private redis")
+
+
+@pytest.mark.parametrize("after_s", [0.05, 0.3])
+def test_ctrl_c_while_just_up_still_loads_is_quiet(tmp_path: Path, after_s: float) -> None:
+    """Ctrl-C in the first moments, while Python still imports the modules: exit 0, no
+    traceback, nothing left running."""
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
+           "API_PORT": str(free_port())}  # fmt: skip
+    up = subprocess.Popen(
+        [sys.executable, "-m", "imagequeue_api.up", "--private-redis"], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(after_s)  # a moment in start-up, not a wait for something to happen
+    os.killpg(up.pid, signal.SIGINT)
+    out, _ = up.communicate(timeout=60)
+    assert up.returncode == 0, out
+    assert "Traceback" not in out, out
+    assert out.strip().endswith(("stopped before anything had started", "stopped")), out
