@@ -39,12 +39,11 @@ from redis.asyncio import Redis
 
 from bench.api import percentile
 from bench.engine import ROOT, Workers
-from bench.pipeline import Stub
+from bench.pipeline import Stub, redis_and_stub
 from imagequeue_api.apikeys import ApiKeyStore
-from imagequeue_common.embedded_redis import EmbeddedRedis, free_port
+from imagequeue_common.embedded_redis import free_port
 from imagequeue_common.queue.keys import QueueKeys
 from imagequeue_common.queue.ledger import JobLedger
-from imagequeue_common.redis_conn import command_client
 from imagequeue_common.settings import Settings
 
 TIERS = ("premium", "regular", "bulk")
@@ -257,18 +256,10 @@ async def main() -> None:
     line: dict[str, Any] = {"bench": "eta", "metric": "|ETA at creation - actual| / actual",
                             "workers": f"{PROCESSES} x {SLOTS} slots"}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(Path(tmp) / "redis")
-        url = server.start()
-        redis = command_client(url)
-        stub = Stub()
-        try:
+        async with redis_and_stub(Path(tmp)) as (url, redis, stub):
             for name in chosen:
                 line[name] = await run_scenario(SCENARIOS[name], redis, url, stub, Path(tmp))
             version = (await redis.info("server"))["redis_version"]
-        finally:
-            stub.stop()
-            await redis.aclose()
-            server.stop()
     line["scenarios"] = {name: _describe(SCENARIOS[name]) for name in chosen}
     line["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, "
                        f"Python {platform.python_version()}, Redis {version}")  # fmt: skip

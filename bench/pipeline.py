@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,22 @@ async def until(check: Callable[[], Awaitable[bool]], poll_s: float = 0.02) -> N
         await asyncio.sleep(poll_s)
 
 
+@contextlib.asynccontextmanager
+async def redis_and_stub(tmp: Path) -> AsyncIterator[tuple[str, Redis, Stub]]:
+    """A private redis-server under ``tmp`` (its URL and a client) and the stub AI server,
+    all stopped afterwards."""
+    server = EmbeddedRedis(tmp / "redis")
+    url = server.start()
+    redis = command_client(url)
+    stub = Stub()
+    try:
+        yield url, redis, stub
+    finally:
+        stub.stop()
+        await redis.aclose()
+        server.stop()
+
+
 async def one_run(
     settings: Settings, stub: Stub, redis: Redis, *, jobs: int, processes: int, latency_s: float
 ) -> dict[str, Any]:
@@ -163,11 +180,7 @@ async def main() -> None:
     parser.add_argument("--fast-jobs", type=int, default=400)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(Path(tmp) / "redis")
-        url = server.start()
-        redis = command_client(url)
-        stub = Stub()
-        try:
+        async with redis_and_stub(Path(tmp)) as (url, redis, stub):
             # One bench user owns every job: no per-user quota (USER_MAX_PENDING).
             base = Settings(redis_url=url, ai_generation_api_url=f"{stub.url}/generate",
                             user_max_pending=0)  # fmt: skip
@@ -182,10 +195,6 @@ async def main() -> None:
             b = await one_run(fast, stub, redis, jobs=args.fast_jobs, processes=args.processes,
                               latency_s=0.0)  # fmt: skip
             server_info = await redis.info("server")
-        finally:
-            stub.stop()
-            await redis.aclose()
-            server.stop()
     slots = args.processes * limited.worker_concurrency
     physical = max(args.jobs / limited.rate_limit_max, args.jobs * args.latency / slots)
     physical += args.latency

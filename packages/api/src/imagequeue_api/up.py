@@ -6,8 +6,9 @@ starts anything.
 
 from __future__ import annotations
 
-import signal
 import sys
+
+from imagequeue_common.runtime import ignore_late_stop_signals
 
 
 def main() -> int:
@@ -17,8 +18,7 @@ def main() -> int:
 
         return run_devstack()
     except KeyboardInterrupt:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)  # the copies uv and just forward
+        ignore_late_stop_signals()  # the copies uv and just forward
         print("[imagequeue] stopped before anything had started", flush=True)
         return 0
 

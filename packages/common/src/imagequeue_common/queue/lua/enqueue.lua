@@ -6,8 +6,8 @@
 -- ARGV[8] max attempts  ARGV[9] events maxlen  ARGV[10] most unfinished jobs per user (0: any)
 -- ARGV[11] ref label ('' for none; the api passes the character id)
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
--- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists, or -1 when the user already has ARGV[10] unfinished jobs
--- (nothing changed in either case).
+-- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists,
+-- or -1 when the user already has ARGV[10] unfinished jobs (nothing changed in either case).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
 if redis.call('EXISTS', jk) == 1 then
