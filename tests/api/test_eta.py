@@ -12,17 +12,18 @@ from redis.asyncio import Redis
 
 from imagequeue_api.eta import (
     QueueRates,
-    above_rates,
     blended_job_s,
+    cut_ins,
     drain_eta_seconds,
     eta_seconds,
     queue_rates,
     waiting_eta_seconds,
+    with_cut_ins,
 )
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import FinishOp, JobLedger, LedgerMetrics, Throughput
-from imagequeue_common.queue.occupancy import Arrivals, arrivals, running, waiting_by_priority
+from imagequeue_common.queue.occupancy import Flow, arrivals, running, waiting_by_priority
 from imagequeue_common.settings import Settings, replace
 
 NOW = 1_000_000.0
@@ -81,32 +82,45 @@ def test_a_slow_gpu_side_is_seen_in_the_throughput_when_saturated() -> None:
 
 
 def test_higher_priorities_arriving_take_their_share_of_the_starts() -> None:
-    # 10 idle slots of 1 s: 19 ahead starts after one round alone. Highs arriving at half the start
-    # rate, seen for a minute, double a low job's wait; a normal job is not affected.
-    above = {Priority.NORMAL: 5.0, Priority.LOW: 5.0}
-    rates = fresh(1, 10, above_per_s=above, above_span_s=60.0)
+    # 10 idle slots of 1 s: 19 ahead starts after one round alone. Highs arriving at half the
+    # start rate, seen for a minute, double a low job's wait; a high job is not affected.
+    above = {Priority.NORMAL: ((5.0, 60.0),), Priority.LOW: ((5.0, 60.0),)}
+    rates = fresh(1, 10, cut_ins=above)
     assert waiting_eta_seconds(19, rates, priority=Priority.HIGH) == 2
     assert waiting_eta_seconds(19, rates, priority=Priority.LOW) == 1 / (1 - 0.5) + 1
     # Seen for 1 s only: forecast for 1 s more, at most half a start-second of cut-ins.
-    young = fresh(1, 10, above_per_s=above, above_span_s=1.0)
+    young = fresh(1, 10, cut_ins={Priority.LOW: ((5.0, 1.0),)})
     assert waiting_eta_seconds(19, young, priority=Priority.LOW) == 1 + 0.5 * 1 + 1
     # Above taking every start: still an ETA, the cut-ins capped by the span seen.
-    flood = fresh(1, 10, above_per_s={Priority.LOW: 20.0}, above_span_s=30.0)
+    flood = fresh(1, 10, cut_ins={Priority.LOW: ((20.0, 30.0),)})
     assert waiting_eta_seconds(19, flood, priority=Priority.LOW) == 1 + 2 * 30 + 1
 
 
-def test_only_arrivals_already_done_forecast_cut_ins() -> None:
-    # 60 highs in the last minute, 12 still waiting or running: 48 done, 0.8/s. A burst
-    # that is all still queued forecasts nothing: its jobs are in the positions already.
-    arrivals = Arrivals({Priority.HIGH: 60, Priority.NORMAL: 30, Priority.LOW: 5}, 60.0)
-    waiting = {Priority.HIGH: 10, Priority.NORMAL: 0, Priority.LOW: 5}
-    running = [(Priority.HIGH, 1.0), (Priority.HIGH, 2.0), (Priority.NORMAL, 0.5)]
-    above = above_rates(arrivals, waiting, running)
-    assert above[Priority.HIGH] == 0
-    assert above[Priority.NORMAL] == pytest.approx(48 / 60)
-    assert above[Priority.LOW] == pytest.approx(48 / 60 + 29 / 60)
-    burst = Arrivals({Priority.HIGH: 80, Priority.NORMAL: 0, Priority.LOW: 0}, 1.0)
-    assert above_rates(burst, {Priority.HIGH: 70}, [(Priority.HIGH, 0.1)] * 10)[Priority.LOW] == 0
+def test_cut_ins_of_two_flows_solve_the_piecewise_equation() -> None:
+    # Alone 10 s; one flow takes half the starts for 4 s more, one a quarter for 100 s:
+    # T = 10 + 0.5 * 4 + 0.25 * T  ->  T = 16 (past the first horizon, before the second).
+    assert with_cut_ins(10, [(0.25, 100), (0.5, 4)]) == pytest.approx(16)
+    # Inside every horizon: T = alone / (1 - sum of shares).
+    assert with_cut_ins(2, [(0.25, 100), (0.25, 50)]) == pytest.approx(4)
+    # Flows that together take every start: each counts for its whole horizon.
+    assert with_cut_ins(1, [(1.0, 3), (2.0, 5)]) == pytest.approx(1 + 3 + 10)
+    assert with_cut_ins(7, []) == 7
+
+
+def test_a_flow_that_stopped_forecasts_nothing_one_still_arriving_as_much_again() -> None:
+    # A burst of 80 highs over its first 1.5 s, now 0.2 s after it began: still arriving,
+    # rate x horizon = the 80 so far. The same burst 3 s later has stopped: nothing.
+    arriving = {Priority.HIGH: Flow(80, 1.5, 0.0), Priority.NORMAL: Flow(0, 0.0, 0.0)}
+    ins = cut_ins(arriving)
+    assert ins[Priority.HIGH] == ()
+    [(rate, horizon)] = ins[Priority.NORMAL]
+    assert rate * horizon == pytest.approx(80)
+    assert ins[Priority.LOW] == ins[Priority.NORMAL]
+    assert cut_ins({Priority.HIGH: Flow(80, 4.5, 3.0)})[Priority.LOW] == ()
+    # A steady 1/s trickle seen for a minute, quiet for 3 s: a pause, not an end.
+    steady = cut_ins({Priority.HIGH: Flow(60, 60.0, 3.0), Priority.NORMAL: Flow(30, 60.0, 0.0)})
+    assert [r for r, _ in steady[Priority.LOW]] == pytest.approx([1.0, 0.5])
+    assert not Flow(0, 0.0, 0.0).live
 
 
 def test_the_setting_is_the_job_time_until_measured_then_blends_out() -> None:
@@ -179,9 +193,10 @@ async def test_arrivals_and_waiting_are_counted_per_priority(ledger: JobLedger) 
     for i, priority in enumerate([Priority.HIGH, Priority.LOW, Priority.LOW, Priority.NORMAL]):
         await ledger.enqueue(f"p{i}", "t", "{}", priority=priority)
     seen = await arrivals(ledger)
-    assert seen.counts == {Priority.HIGH: 1, Priority.NORMAL: 1, Priority.LOW: 2}
-    assert 0 <= seen.observed_s <= 2
-    assert await waiting_by_priority(ledger) == seen.counts
+    counts = {p: flow.count for p, flow in seen.items()}
+    assert counts == {Priority.HIGH: 1, Priority.NORMAL: 1, Priority.LOW: 2}
+    assert all(0 <= flow.span_s <= 2 and flow.live for flow in seen.values())
+    assert await waiting_by_priority(ledger) == counts
     await ledger.claim("w1", 1)
     [(priority, ran)] = await running(ledger)
     assert priority == Priority.HIGH

@@ -17,11 +17,12 @@ small model of the queue, measured at most once a second per API process:
   A burst on fresh slots thus waits a whole job time for its first start, a queue in steady
   state less; this is what ``(position + 1) / rate`` misses by up to one job time;
 - **cut-ins from above** — a waiting job's position counts the higher-priority jobs already
-  waiting, not those that will arrive before it starts. Their rate is forecast from the
-  higher-priority jobs of the last minute that are already done (not those still queued:
-  they are in the position, and a burst counted again as a rate would seem to last for
-  ever), and only for as long again as it was observed. A burst or a wave still to come
-  cannot be foreseen; ``bench-eta`` shows what that costs the lower tiers.
+  waiting, not those that will arrive before it starts. Each higher priority still flowing
+  (see ``Flow.live``: a burst that stopped is over) is forecast to go on at the rate seen
+  over the last minute for as long again as it has been seen: the median guess for a flow
+  of unknown length, and for a burst still arriving it is "as many again as so far", since
+  rate times horizon is the count. A wave still to come cannot be foreseen; ``bench-eta``
+  shows what that costs the lower tiers.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import msgspec
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import JobLedger, LedgerMetrics, Throughput
-from imagequeue_common.queue.occupancy import Arrivals, arrivals, running, waiting_by_priority
+from imagequeue_common.queue.occupancy import Flow, arrivals, running
 
 
 class QueueRates(msgspec.Struct, frozen=True):
@@ -53,11 +54,9 @@ class QueueRates(msgspec.Struct, frozen=True):
     """How long each running job had been running when this was measured."""
     measured_at: float = 0.0
     """``time.monotonic()`` of the measurement (running times age from it)."""
-    above_per_s: dict[Priority, float] = msgspec.field(default_factory=dict)
-    """Per priority: the arrivals per second of the priorities above it, forecast from the
-    jobs of those priorities that arrived in the last minute and are already done."""
-    above_span_s: float = 0.0
-    """Over how long those arrivals were observed (at most the minute)."""
+    cut_ins: dict[Priority, tuple[tuple[float, float], ...]] = msgspec.field(default_factory=dict)
+    """Per priority: ``(arrivals per second, for how many seconds more)`` of each priority
+    above it that is still flowing."""
 
     @property
     def start_rate(self) -> float:
@@ -89,20 +88,30 @@ class QueueRates(msgspec.Struct, frozen=True):
         """Seconds until a waiting job with ``ahead`` jobs before it starts."""
         if self.start_rate <= 0:
             return None
-        share = self.above_per_s.get(priority, 0.0) / self.start_rate
         free = self.slot_free_in_s(active)
         rounds, slot = divmod(ahead, self.slots)
         by_slots = free[slot] + rounds * self.slots / self.start_rate
         # The rate limit spaces starts out even while slots are free.
         alone = max(by_slots, ahead / self.rate_per_s)
-        # While it waits, jobs of higher priorities arrive and go first, taking ``share`` of
-        # the starts: T = alone + share * T. But a flow seen for s seconds is forecast for
-        # only s seconds more (it may be a burst that ends), so the cut-ins are capped at
-        # share * s; that also keeps T finite when the priorities above take every start.
-        horizon = self.above_span_s
-        if share < 1 and alone / (1 - share) <= horizon:
-            return alone / (1 - share)
-        return alone + share * horizon
+        above = self.cut_ins.get(priority, ())
+        return with_cut_ins(alone, [(rate / self.start_rate, h) for rate, h in above])
+
+
+def with_cut_ins(alone: float, flows: list[tuple[float, float]]) -> float:
+    """The wait ``T`` of a job that would start after ``alone`` seconds while flows above
+    it take ``share`` of the starts each for ``horizon`` seconds more:
+    ``T = alone + sum(share * min(T, horizon))``, the least solution. The right side is
+    piecewise linear in ``T`` with a break at each horizon; past the last one it is flat,
+    so a solution always exists, also when the flows above take every start."""
+    flows = sorted(flows, key=lambda f: f[1])
+    start, fixed = 0.0, alone  # fixed: alone plus the cut-ins of the flows already over
+    for i, (_, horizon) in enumerate(flows):
+        slope = sum(share for share, _ in flows[i:])
+        if slope < 1 and start <= fixed / (1 - slope) <= horizon:
+            return fixed / (1 - slope)
+        fixed += flows[i][0] * horizon
+        start = horizon
+    return fixed
 
 
 async def queue_rates(ledger: JobLedger) -> QueueRates:
@@ -114,8 +123,7 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
     slots = sum(w.concurrency for w in workers)
     jobs = await running(ledger)
     measured = time.monotonic()
-    seen = await arrivals(ledger)
-    above = above_rates(seen, await waiting_by_priority(ledger), jobs)
+    flows = await arrivals(ledger)
     mean = blended_job_s(settings.expected_job_s, slots, recent, lifetime)
     limit = settings.rate_limit_max
     rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
@@ -128,28 +136,22 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
         saturated=slots > 0 and len(jobs) >= slots,
         running_s=tuple(ran for _, ran in jobs),
         measured_at=measured,
-        above_per_s=above,
-        above_span_s=seen.observed_s,
+        cut_ins=cut_ins(flows),
     )
 
 
-def above_rates(
-    arrivals: Arrivals, waiting: dict[Priority, int], running: list[tuple[Priority, float]]
-) -> dict[Priority, float]:
-    """Per priority, the forecast arrival rate of the priorities above it.
-
-    Only the arrivals that are already done count (arrived, and neither waiting nor running
-    now): the others are in the job's position already, and counting them again as a rate
-    would predict a burst to go on forever. In steady state nearly every arrival of the
-    last minute is done, so this is the arrival rate; in a burst it is what has been served.
-    """
-    span = max(arrivals.observed_s, 1.0)
-    done = {}
-    for p in Priority:
-        here = waiting.get(p, 0) + sum(1 for q, _ in running if q == p)
-        done[p] = max(arrivals.counts.get(p, 0) - here, 0) / span
-    return {Priority.HIGH: 0.0, Priority.NORMAL: done[Priority.HIGH],
-            Priority.LOW: done[Priority.HIGH] + done[Priority.NORMAL]}  # fmt: skip
+def cut_ins(flows: dict[Priority, Flow]) -> dict[Priority, tuple[tuple[float, float], ...]]:
+    """Per priority, ``(rate, horizon)`` of each higher priority still flowing: its rate
+    over the span seen, forecast for as long again."""
+    out: dict[Priority, tuple[tuple[float, float], ...]] = {}
+    above: list[tuple[float, float]] = []
+    for priority in Priority:  # highest first
+        out[priority] = tuple(above)
+        flow = flows.get(priority)
+        if flow is not None and flow.live:
+            span = max(flow.span_s, 0.1)
+            above.append((flow.count / span, span))
+    return out
 
 
 def blended_job_s(

@@ -9,12 +9,22 @@ from imagequeue_common.contracts import Priority
 from imagequeue_common.queue.ledger import JobLedger
 
 
-class Arrivals(msgspec.Struct, frozen=True):
-    """Jobs added per priority over the last minute, and over how long that was observed."""
+class Flow(msgspec.Struct, frozen=True):
+    """The jobs of one priority added over the last minute (1 s buckets)."""
 
-    counts: dict[Priority, int]
-    observed_s: float
-    """From the first second with an arrival in the window to now (0: none)."""
+    count: int
+    span_s: float
+    """From the start of the first second with an arrival to now (0: none)."""
+    quiet_s: float
+    """Since the end of the last second with an arrival (0: arrivals this second)."""
+
+    @property
+    def live(self) -> bool:
+        """Still flowing: the time since the last arrival is within five mean gaps of the
+        flow (one arrival every ``span / count``) — a burst that stopped has ended, a
+        steady trickle with a chance pause has not (a Poisson flow is that quiet for
+        five mean gaps less than 1 % of the time)."""
+        return self.count > 0 and self.quiet_s <= 5 * self.span_s / self.count
 
 
 async def running(ledger: JobLedger) -> list[tuple[Priority, float]]:
@@ -39,18 +49,24 @@ async def waiting_by_priority(ledger: JobLedger) -> dict[Priority, int]:
     return {p: int(n) for p, n in zip(Priority, counts, strict=True)}
 
 
-async def arrivals(ledger: JobLedger) -> Arrivals:
-    """Jobs added per priority in the last minute (1 s buckets, see ``enqueue.lua``)."""
+async def arrivals(ledger: JobLedger) -> dict[Priority, Flow]:
+    """Per priority, the jobs added in the last minute (1 s buckets, see ``enqueue.lua``)."""
     async with ledger.client.pipeline(transaction=False) as pipe:
         pipe.time()
         pipe.hgetall(ledger.keys.prefix + "arr")
         (seconds, micros), raw = await pipe.execute()
     now_s = seconds + micros / 1e6
-    counts = dict.fromkeys(Priority, 0)
-    first = now_s
+    buckets: dict[Priority, list[tuple[int, int]]] = {p: [] for p in Priority}
     for field, value in raw.items():
         priority, _, second = str(field).partition(":")
         if int(second) > now_s - 60:
-            counts[Priority(priority)] += int(value)
-            first = min(first, int(second))
-    return Arrivals(counts, now_s - first)
+            buckets[Priority(priority)].append((int(second), int(value)))
+    flows = {}
+    for priority, seen in buckets.items():
+        if not seen:
+            flows[priority] = Flow(0, 0.0, 0.0)
+            continue
+        first, last = min(s for s, _ in seen), max(s for s, _ in seen)
+        count = sum(n for _, n in seen)
+        flows[priority] = Flow(count, now_s - first, max(now_s - (last + 1), 0.0))
+    return flows
