@@ -5,7 +5,8 @@ five slots, the stub AI server and API keys of 30 users (10 per tier: premium �
 regular → normal, bulk → low). For every character created through
 ``POST /api/v1/characters`` it keeps the answered ``imageJob.etaSeconds`` and the job's own
 ``createdAt`` → ``finishedAt`` (Redis server clock), and prints one JSON line with the
-per-tier median and p90 of ``|ETA - actual| / actual``:
+per-tier median and p90 of ``|ETA - actual| / actual`` and the median ``floor``: the
+error of the best ETA that cannot see the future (``loadtest.checks.eta_floor``):
 
 - ``burst`` — the issue's: stub at 1.5-3 s per image, 240 characters in a burst (8 per
   user), then 60 more premium ones (6 per premium user) 15 s later;
@@ -45,6 +46,7 @@ from imagequeue_common.embedded_redis import free_port
 from imagequeue_common.queue.keys import QueueKeys
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.settings import Settings
+from loadtest.checks import eta_floor
 
 TIERS = ("premium", "regular", "bulk")
 USERS_PER_TIER = 10
@@ -83,6 +85,8 @@ class Created(msgspec.Struct, frozen=True):
     tier: str
     job_id: str
     eta_s: float | None
+    counted: bool = True
+    """False for the steady scenario's warm-up (in the queue, not in the figures)."""
 
 
 class Run:
@@ -164,7 +168,7 @@ async def burst(
 
 
 async def drive(scenario: Scenario, url: str, users: list[tuple[str, str]]) -> list[Created]:
-    """The scenario's arrivals; every creation (steady: without the warm-up's)."""
+    """The scenario's arrivals; every creation (steady: the warm-up's not counted)."""
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
         if scenario.burst:
             start = time.monotonic()
@@ -188,15 +192,18 @@ async def drive(scenario: Scenario, url: str, users: list[tuple[str, str]]) -> l
             tasks.append((at >= scenario.warmup_s, task))
             at += rng.expovariate(rate)
         answers = [(kept, await t) for kept, t in tasks]
-        return [created for kept, created in answers if kept]
+        return [msgspec.structs.replace(c, counted=kept) for kept, c in answers]
 
 
-def relative_errors(created: list[Created], actual_s: dict[str, float]) -> dict[str, Any]:
+def relative_errors(
+    created: list[Created], actual_s: dict[str, float], floor: dict[str, float]
+) -> dict[str, Any]:
     """Per tier: how many, median and p90 of ``|ETA - actual| / actual``, the share of
-    ETAs that were too long, and how many came without an ETA."""
+    ETAs that were too long, how many came without an ETA, and the median error of the
+    best ETA blind to the future (``floor``, see ``loadtest.checks.eta_floor``)."""
     out: dict[str, Any] = {}
     for tier in TIERS:
-        mine = [c for c in created if c.tier == tier]
+        mine = [c for c in created if c.tier == tier and c.counted]
         # No ETA told is as wrong as any: an infinite error.
         errors = sorted(math.inf if c.eta_s is None
                         else abs(c.eta_s - actual_s[c.job_id]) / actual_s[c.job_id]
@@ -207,6 +214,8 @@ def relative_errors(created: list[Created], actual_s: dict[str, float]) -> dict[
             "p90": _figure(percentile(errors, 0.9)) if errors else None,
             "too_long": round(long / len(mine), 2) if mine else None,
             "no_eta": sum(1 for c in mine if c.eta_s is None),
+            "floor": round(statistics.median(floor[c.job_id] for c in mine), 3)
+            if mine else None,
         }  # fmt: skip
     return out
 
@@ -239,7 +248,8 @@ async def run_scenario(scenario: Scenario, redis: Redis, redis_url: str, stub: S
     finally:
         await run.stop()
     actual = {j.id: ((j.finished_at or 0) - j.created_at) / 1000 for j in jobs}
-    return relative_errors(created, actual)
+    floor = eta_floor((j.id, j.created_at, j.started_at or 0, j.finished_at or 0) for j in jobs)
+    return relative_errors(created, actual, floor)
 
 
 async def _total(ledger: JobLedger) -> int:
