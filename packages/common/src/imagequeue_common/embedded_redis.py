@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -142,17 +143,26 @@ class EmbeddedRedis:
             client.close()
         return self._process is not None and pid == self._process.pid
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would (idempotent); what it had written to its
+        append-only file survives, since the operating system keeps running."""
+        self._end(subprocess.Popen.kill)
+
     def stop(self) -> None:
-        """Stop the server (idempotent)."""
+        """Stop the server (idempotent); also after it exited by itself (``SHUTDOWN``)."""
+        self._end(subprocess.Popen.terminate)
+
+    def _end(self, how: Callable[[subprocess.Popen[bytes]], None]) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.poll() is None:
+            how(process)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         if process.stderr:
             with contextlib.suppress(OSError):
                 process.stderr.close()

@@ -25,12 +25,15 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-"""Errors that mean "Redis did not answer" (refused, reset, timed out, still loading its
-data after a restart: ``BusyLoadingError`` is a ``ConnectionError``), not "Redis said no"."""
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError, RedisTimeoutError, OSError, ReadOnlyError,
+)  # fmt: skip
+"""Errors that mean "no primary answered" (refused, reset, timed out, still loading its
+data after a restart: ``BusyLoadingError`` is a ``ConnectionError``; ``READONLY``: the
+server is a replica now, after a failover), not "Redis said no"."""
 
 
 def unreachable(exc: BaseException) -> BaseException | None:
@@ -60,6 +63,7 @@ class RedisOutage:
         logger: logging.Logger,
         *,
         retry_s: float,
+        retrying: str = "",
         ping: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """``ping``: for a caller with no loop of its own (the API's error handler): while
@@ -67,10 +71,14 @@ class RedisOutage:
         happens, not whenever the next request comes."""
         self.loop = loop
         self.retry_s = retry_s
+        self.retrying = retrying or f"retrying every {retry_s:.1f} s"
+        """What the loop does meanwhile, for the outage's first line."""
         self.failed_last = False
         """The last round under ``with`` failed (unreachable or refused): wait, then retry."""
         self._log = logger
         self._since: float | None = None
+        self.back_at: float | None = None
+        """``time.monotonic()`` when the last outage ended (None: none yet)."""
         self._failures = 0
         self._ping = ping
         self._probe: asyncio.Task[None] | None = None
@@ -113,8 +121,8 @@ class RedisOutage:
         self._failures += 1
         if self._since is None:
             self._since = time.monotonic()
-            self._log.warning("%s: Redis unreachable (%s); retrying every %.1f s",
-                              self.loop, describe(cause), self.retry_s)  # fmt: skip
+            self._log.warning("%s: Redis unreachable (%s); %s",
+                              self.loop, describe(cause), self.retrying)  # fmt: skip
             if self._ping is not None and self._probe is None:
                 self._probe = asyncio.create_task(self._ping_until_back(self._ping),
                                                   name=f"redis-probe-{self.loop}")  # fmt: skip
@@ -124,7 +132,8 @@ class RedisOutage:
         """Note a round that reached Redis; logs the end of an outage."""
         if self._since is None:
             return
-        lasted, tries = time.monotonic() - self._since, self._failures
+        self.back_at = time.monotonic()
+        lasted, tries = self.back_at - self._since, self._failures
         self._since, self._failures = None, 0
         self._log.warning("%s: Redis reachable again after %.1f s (%d failed tries)",
                           self.loop, lasted, tries)  # fmt: skip

@@ -1,4 +1,14 @@
-"""Redis clients for the engine: one for commands, one for blocking waits."""
+"""Redis clients for the engine: one for commands, one for blocking waits.
+
+Both retry a command once, on a fresh connection, when its connection fails or times out
+(redis-py's default for clients built from a URL or a pool is no retry at all): after a
+Redis restart every pooled connection is dead, and without this the first command on each
+of them failed although Redis answered again. Pooled connections idle for
+``HEALTH_CHECK_S`` are pinged before use, so a dead one is found before a request needs it.
+A retry can only repeat a command whose reply was lost; every engine script is safe to
+repeat (the enqueue refuses a job id it has, finishes and renewals are fenced by the lease
+token, a claim whose reply was lost leaves its jobs to be recovered after their lease).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +16,19 @@ import asyncio
 import sys
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from imagequeue_common.errors import SettingsError
 
 SAFE_POLICY = "noeviction"
+HEALTH_CHECK_S = 30
+
+
+def retry_once() -> Retry:
+    """One more try on a fresh connection after a connection error or a timeout."""
+    return Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1)
 
 
 def command_client(url: str, *, max_connections: int = 32) -> Redis:
@@ -25,7 +43,8 @@ def command_client(url: str, *, max_connections: int = 32) -> Redis:
         max_connections=max_connections,
         timeout=10,
         socket_connect_timeout=5,
-        health_check_interval=30,
+        health_check_interval=HEALTH_CHECK_S,
+        retry=retry_once(),
     )
     return Redis.from_pool(pool)
 
@@ -38,6 +57,8 @@ def blocking_client(url: str) -> Redis:
         max_connections=4,
         socket_connect_timeout=5,
         socket_timeout=None,
+        health_check_interval=HEALTH_CHECK_S,
+        retry=retry_once(),
     )
 
 

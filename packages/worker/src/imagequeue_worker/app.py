@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 
-from taskiq import TaskiqScheduler
+from taskiq import ScheduledTask, ScheduleSource, TaskiqScheduler
 from taskiq.schedule_sources import LabelScheduleSource
 
 from imagequeue_common.logs import configure_logging
+from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import Settings, load_settings
 from imagequeue_worker.tasks import register_tasks
@@ -44,7 +45,25 @@ def quiet_taskiq_receiver() -> None:
         receiver.addFilter(_DropTaskErrors())
 
 
+class EngineScheduler(TaskiqScheduler):
+    """taskiq's scheduler, but a send that cannot reach Redis is one line per outage (the
+    next tick sends again) instead of an unretrieved task exception with a traceback."""
+
+    def __init__(self, broker: EngineBroker) -> None:
+        super().__init__(broker, sources=[LabelScheduleSource(broker)])
+        self.outage = RedisOutage(
+            "scheduler",
+            logging.getLogger("imagequeue.scheduler"),
+            retry_s=broker.settings.redis_retry_ms / 1000,
+            retrying="sending again at the next tick",
+        )
+
+    async def on_ready(self, source: ScheduleSource, task: ScheduledTask) -> None:
+        """Send ``task`` now; an outage is noted, the task waits for its next tick."""
+        with self.outage:
+            await super().on_ready(source, task)
+
+
 def create_scheduler() -> TaskiqScheduler:
     """Entry point for ``taskiq scheduler``: the cleanup runs on its cron label."""
-    broker = create_broker()
-    return TaskiqScheduler(broker, sources=[LabelScheduleSource(broker)])
+    return EngineScheduler(create_broker())

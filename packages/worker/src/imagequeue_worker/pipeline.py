@@ -120,34 +120,36 @@ class ImagePipeline:
             async with asyncio.timeout(total):
                 raw = await self.backend.generate(request, job)
         except TimeoutError:
-            await self.ledger.count_upstream("timeout")
+            await job.if_redis_answers(self.ledger.count_upstream("timeout"))
             raise UpstreamRetryableError(backend, f"no image within {total:g}s") from None
         except (UpstreamRetryableError, UpstreamTerminalError, InvalidImageError) as exc:
-            await self.ledger.count_upstream(_outcome(exc))
+            await job.if_redis_answers(self.ledger.count_upstream(_outcome(exc)))
             if isinstance(exc, UpstreamRetryableError) and exc.status == 429:
-                await self._hold_queue(exc)
+                await self._hold_queue(exc, job)
             raise
         try:
             checked = await asyncio.to_thread(check_image, raw)
         except ImageDecodeError as exc:
-            await self.ledger.count_upstream("invalid_image")
+            await job.if_redis_answers(self.ledger.count_upstream("invalid_image"))
             raise InvalidImageError(backend, str(exc)) from None
-        await self.ledger.count_upstream("ok")
+        await job.if_redis_answers(self.ledger.count_upstream("ok"))
         return checked.png
 
     async def _permit(self, job: JobHandle) -> None:
         """Wait until the rate limit (and any 429 hold) lets this job's request go out."""
-        while (wait_ms := await self.ledger.upstream_permit(job.id, job.token)) > 0:
+        while (wait_ms := await job.until_redis_answers(
+            lambda: self.ledger.upstream_permit(job.id, job.token)
+        )) > 0:  # fmt: skip
             if await job.cancel_requested():
                 raise JobCancelledError(job.id)
             await asyncio.sleep(wait_ms / 1000)
 
-    async def _hold_queue(self, exc: UpstreamRetryableError) -> None:
+    async def _hold_queue(self, exc: UpstreamRetryableError, job: JobHandle) -> None:
         """A 429 is about the whole GPU side: every worker stops claiming, not just this one."""
         wait_s = exc.retry_after_s
         if wait_s is None:
             wait_s = self.settings.backoff_delay_ms / 1000
-        await self.ledger.hold(math.ceil(wait_s * 1000))
+        await job.if_redis_answers(self.ledger.hold(math.ceil(wait_s * 1000)))
         log.warning("AI API answered 429: every worker holds claims for %.1fs", wait_s)
 
     async def _save(self, payload: GenerateImagePayload, job: JobHandle, png: bytes) -> str:

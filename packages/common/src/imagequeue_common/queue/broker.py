@@ -21,7 +21,6 @@ from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from taskiq import AckableMessage, AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 from taskiq.message import BrokerMessage
@@ -92,7 +91,10 @@ class EngineBroker(AsyncBroker):
         self._ready: deque[AckableMessage] = deque()
         self._claiming: asyncio.Task[ClaimResult] | None = None
         self._claim_outage = RedisOutage("claim", log, retry_s=settings.redis_retry_ms / 1000)
-        self._beat_outage = RedisOutage("heartbeat", log, retry_s=settings.lease_ms / 3000)
+        retry_s = settings.redis_retry_ms / 1000
+        self._beat_outage = RedisOutage("heartbeat", log, retry_s=retry_s)
+        self.run_outage = RedisOutage("job", log, retry_s=retry_s)
+        """For the Redis calls of running jobs (progress, rate-limit permits): see JobHandle."""
         self.add_middlewares(OutcomeMiddleware())
 
     @property
@@ -223,6 +225,8 @@ class EngineBroker(AsyncBroker):
                 self._finisher.put_back(finished)
             raise
         report(finished, result.applied)
+        if finished and self._finisher:
+            self._finisher.written_elsewhere()
         for job in result.jobs:
             lease = Lease(job.job_id, job.token, job.attempts, job.max_attempts)
             self._leases[job.job_id] = lease
@@ -254,20 +258,19 @@ class EngineBroker(AsyncBroker):
             timeout = min(timeout, result.wait_ms)
         if self._blocking is None:
             raise QueueUnavailableError("listen() needs a started worker broker")
-        try:
-            await self.ledger.wait_for_work(self._blocking, timeout)
-        except RedisConnectionError:
-            # After a Redis restart the pooled connection of this client is dead, and the
-            # first wait on it fails although Redis answers; the client dropped it, so a
-            # second try runs on a new one. (A wait only pops wake-up tokens: safe to repeat.)
-            await self.ledger.wait_for_work(self._blocking, timeout)
+        # After a Redis restart this client's pooled connection is dead: the client itself
+        # retries once on a fresh one (see redis_conn); a wait only pops wake-up tokens.
+        await self.ledger.wait_for_work(self._blocking, timeout)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.lease_ms / 3000
         while True:
-            # Woken early by shutdown; never cancelled in the middle of a Redis call.
+            # Woken early by shutdown; never cancelled in the middle of a Redis call. While
+            # Redis is away, tried every REDIS_RETRY_MS: the leases are renewed as soon as
+            # it is back, not up to a third of a lease later.
+            wait = self._beat_outage.retry_s if self._beat_outage.down else interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+                await asyncio.wait_for(self._stopping.wait(), wait)
             if self._stopping.is_set():
                 return
             with self._beat_outage:
@@ -289,11 +292,21 @@ class EngineBroker(AsyncBroker):
             if (held := self._leases.get(job_id)) is not None:
                 held.lost = True
             log.warning("lost the lease on job %s (it was recovered elsewhere)", job_id)
+        if self._beat_outage.down or self._just_back():
+            return  # the first beats after an outage renew only
         requeued, dead = await ledger.recover_stalled()
         for job_id in requeued:
             log.warning("Job %s stalled - will be retried", job_id)
         for job_id in dead:
             log.error("Job %s stalled too often - moved to the dead-letter queue", job_id)
+
+    def _just_back(self) -> bool:
+        """Redis came back less than one beat (plus a retry) ago: other workers' leases
+        may have run out while it was away, and they have not renewed yet. Their running
+        jobs are not stalled; recovery waits until every live worker had its chance."""
+        back = self._beat_outage.back_at
+        grace = (self.settings.lease_ms / 3 + self.settings.redis_retry_ms) / 1000
+        return back is not None and time.monotonic() - back < grace
 
     async def _deregister(self, ledger: JobLedger) -> None:
         try:

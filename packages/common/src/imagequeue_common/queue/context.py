@@ -1,25 +1,59 @@
-"""What a running task knows of its job: id, attempt, and a way to report progress."""
+"""What a running task knows of its job: id, attempt, and a way to report progress.
+
+A running job does not stop because Redis is away for a moment: its progress points and
+cancellation checks are skipped while Redis cannot be reached (one log line per outage for
+all jobs of the process, see ``RedisOutage``); the outcome is kept by the finisher and
+written when Redis answers again, fenced by the lease token. What must come from Redis —
+the rate limit's permit — is waited for instead (:meth:`JobHandle.until_redis_answers`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from taskiq import Context, TaskiqDepends
 
 from imagequeue_common.errors import JobCancelledError, LeaseLostError, QueueUnavailableError
+from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.broker import EngineBroker, Lease
 from imagequeue_common.queue.ledger import JobLedger
 
 log = logging.getLogger("imagequeue.worker")
+T = TypeVar("T")
 
 
 class JobHandle:
     """The running job, as seen from inside its task."""
 
-    def __init__(self, ledger: JobLedger, lease: Lease) -> None:
+    def __init__(self, ledger: JobLedger, lease: Lease, outage: RedisOutage | None = None) -> None:
         self._ledger = ledger
         self._lease = lease
+        self._outage = outage or RedisOutage(
+            "job", log, retry_s=ledger.settings.redis_retry_ms / 1000
+        )
+
+    async def if_redis_answers(self, call: Awaitable[T]) -> T | None:
+        """``await call``, or None when Redis cannot be reached (noted as an outage)."""
+        try:
+            answer = await call
+        except Exception as exc:
+            if not self._outage.noted(exc):
+                raise
+            return None
+        self._outage.answered()
+        return answer
+
+    async def until_redis_answers(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``await call()``, tried again every ``REDIS_RETRY_MS`` while Redis cannot be
+        reached (the lease is renewed when Redis is back; a lost one is then reported)."""
+        while True:
+            answer = await self.if_redis_answers(call())
+            if answer is not None:
+                return answer
+            await asyncio.sleep(self._outage.retry_s)
 
     @property
     def id(self) -> str:
@@ -47,16 +81,21 @@ class JobHandle:
         Raises :class:`JobCancelledError` when the job was cancelled, and
         :class:`LeaseLostError` when another worker has taken the job over.
         """
-        answer = await self._ledger.progress(self.id, self._lease.token, percent, message)
+        answer = await self.if_redis_answers(
+            self._ledger.progress(self.id, self._lease.token, percent, message)
+        )
         log.info("Job %s progress: %d%%", self.id, percent, extra={"job_id": self.id})
-        self._check(answer)
+        if answer is not None:  # None: Redis away, the point is skipped
+            self._check(answer)
 
     async def cancel_requested(self) -> bool:
         """True once the job was cancelled; cheap enough for a polling loop (one HMGET).
 
         Raises :class:`LeaseLostError` when another worker has taken the job over.
         """
-        answer = await self._ledger.run_status(self.id, self._lease.token)
+        answer = await self.if_redis_answers(self._ledger.run_status(self.id, self._lease.token))
+        if answer is None:  # Redis away: asked again at the next poll
+            return False
         if answer < 0:
             raise LeaseLostError(self.id)
         return answer == 0
@@ -76,7 +115,7 @@ def current_job(context: Annotated[Context, TaskiqDepends()]) -> JobHandle:
     lease = broker.lease(context.message.task_id)
     if lease is None:
         raise QueueUnavailableError(f"no lease held on job {context.message.task_id!r}")
-    return JobHandle(broker.ledger, lease)
+    return JobHandle(broker.ledger, lease, broker.run_outage)
 
 
 CurrentJob = Annotated[JobHandle, TaskiqDepends(current_job)]

@@ -49,6 +49,10 @@ class Finisher:
         if self._pending:
             self._wake.set()
 
+    def written_elsewhere(self) -> None:
+        """A claim wrote the ends it took: Redis answers (ends an outage this noted)."""
+        self._outage.answered()
+
     def take(self) -> list[FinishOp]:
         """Hand the pending ends to a caller that writes them (a claim)."""
         batch, self._pending = self._pending, []
@@ -79,9 +83,12 @@ class Finisher:
         while not self._closing:
             await self._wake.wait()
             self._wake.clear()
+            batch = self.take()
+            if not batch:
+                continue  # a claim took them; no Redis call, so no news of an outage
             try:
                 with self._outage:
-                    await self._flush()
+                    await self._send(batch)
             except Exception:
                 if self._closing:
                     raise
@@ -94,8 +101,10 @@ class Finisher:
 
     async def _flush(self) -> None:
         batch = self.take()
-        if not batch:
-            return  # a claim took them (which, if it failed, gives them back)
+        if batch:  # else a claim took them (which, if it failed, gives them back)
+            await self._send(batch)
+
+    async def _send(self, batch: list[FinishOp]) -> None:
         try:
             applied = await self._ledger.finish(batch)
         except BaseException:
