@@ -57,6 +57,14 @@ fmt:
 test *ARGS: lint
     uv run pytest {{ARGS}}
 
+# Redis restarted under load as an operator would: 10 s away, default lease, 90 s after.
+chaos-restart *ARGS:
+    IQ_RESTART_OUTAGE_S=10 IQ_RESTART_WATCH_S=90 uv run pytest --timeout 400 tests/integration/test_redis_restarts.py {{ARGS}}
+
+# Sentinel failover under 200 POST/s, with and without the replica acknowledgement.
+bench-failover *ARGS:
+    uv run python -m bench.failover {{ARGS}}
+
 # Engine benchmark: our broker against stock taskiq-redis, one JSON line.
 bench-engine *ARGS:
     uv run python -m bench.engine {{ARGS}}

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import time
 from pathlib import Path
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -24,54 +25,17 @@ from imagequeue_common.embedded_redis import EmbeddedRedis
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.settings import Settings
 from tests.support.api import ApiServer
+from tests.support.clients import KEY, Clients
 from tests.support.procs import WorkerProcess, wait_until, worker_env
 from tests.support.stub import StubServer
 
 pytestmark = pytest.mark.slow
-KEY = "dev-key-for-the-restart-test"
-OUTAGE_S = 2.0
-"""How long Redis stays away (the lease is three times as long)."""
-
-
-class Clients:
-    """Characters posted at a steady pace until stopped; every answer kept."""
-
-    def __init__(self, url: str) -> None:
-        self.http = httpx.AsyncClient(base_url=url, timeout=10,
-                                      headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
-        self.statuses: list[int] = []
-        self.accepted: list[str] = []
-        self._task: asyncio.Task[None] | None = None
-        self._pausing = asyncio.Event()
-
-    def start(self, per_s: float = 8) -> None:
-        """Post (again); a no-op while posting."""
-        if self._task is None:
-            self._pausing = asyncio.Event()
-            self._task = asyncio.create_task(self._post(per_s, self._pausing))
-
-    async def pause(self) -> None:
-        """Stop posting once the request in flight is answered (and kept)."""
-        task, self._task = self._task, None
-        if task is not None:
-            self._pausing.set()
-            await task
-
-    async def close(self) -> None:
-        await self.pause()
-        await self.http.aclose()
-
-    async def _post(self, per_s: float, pausing: asyncio.Event) -> None:
-        n = len(self.statuses)
-        while not pausing.is_set():
-            n += 1
-            body = {"name": f"Restart {n}", "personality": {"poseId": "pose-standing"}}
-            answer = await self.http.post("/api/v1/characters", json=body)
-            self.statuses.append(answer.status_code)
-            if answer.status_code == 201:
-                self.accepted.append(answer.json()["data"]["imageJob"]["id"])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pausing.wait(), 1 / per_s)
+OUTAGE_S = float(os.environ.get("IQ_RESTART_OUTAGE_S", "2"))
+"""How long Redis stays away (the lease is three times as long); ``just chaos-restart``
+runs the operator's case: 10 s, the default lease of 30 s, then 90 s of watching."""
+WATCH_S = float(os.environ.get("IQ_RESTART_WATCH_S", "0"))
+"""How long the clients go on posting after Redis is back (the crash this test was
+written for came about 60 s after the restart)."""
 
 
 async def live_pids(ledger: JobLedger) -> set[int]:
@@ -164,6 +128,8 @@ async def test_a_redis_restart_kills_no_worker_and_loses_no_job(
         back = len(clients.statuses) + 1  # the request in flight may have been sent before
         clients.start()
         await wait_until(lambda: _answered(clients, back + 10), 30, "answers after it")
+        watch_until = time.monotonic() + WATCH_S
+        await wait_until(lambda: _past(watch_until), WATCH_S + 10, "the watch to end")
         await clients.pause()
         await stack.wait_idle(len(clients.accepted))
 
@@ -192,6 +158,10 @@ async def _pids(stack: Stack, n: int) -> bool:
 
 async def _running(stack: Stack, n: int) -> bool:
     return (await stack.ledger.stats()).active >= n
+
+
+async def _past(moment: float) -> bool:
+    return time.monotonic() >= moment
 
 
 async def _answered(clients: Clients, n: int) -> bool:
