@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -21,6 +22,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.sentinel import is_sentinel_url, sentinel_client
 
 SAFE_POLICY = "noeviction"
 HEALTH_CHECK_S = 30
@@ -35,31 +37,29 @@ def command_client(url: str, *, max_connections: int = 32) -> Redis:
     """A client for short commands and scripts (replies are ``str``).
 
     The pool blocks (up to 10 s) when all connections are busy instead of failing, so a
-    burst of concurrent callers queues up rather than erroring.
+    burst of concurrent callers queues up rather than erroring. ``url`` may also be a
+    ``redis+sentinel://`` URL (see ``imagequeue_common.sentinel``).
     """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        max_connections=max_connections,
-        timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=HEALTH_CHECK_S,
-        retry=retry_once(),
-    )
-    return Redis.from_pool(pool)
+    options: dict[str, Any] = {
+        "decode_responses": True, "max_connections": max_connections, "timeout": 10,
+        "socket_connect_timeout": 5, "health_check_interval": HEALTH_CHECK_S,
+        "retry": retry_once(),
+    }  # fmt: skip
+    if is_sentinel_url(url):
+        return sentinel_client(url, blocking_pool=True, **options)
+    return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
 
 
 def blocking_client(url: str) -> Redis:
     """A client whose socket never times out under a long ``BLPOP``."""
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        max_connections=4,
-        socket_connect_timeout=5,
-        socket_timeout=None,
-        health_check_interval=HEALTH_CHECK_S,
-        retry=retry_once(),
-    )
+    options: dict[str, Any] = {
+        "decode_responses": True, "max_connections": 4, "socket_connect_timeout": 5,
+        "socket_timeout": None, "health_check_interval": HEALTH_CHECK_S,
+        "retry": retry_once(),
+    }  # fmt: skip
+    if is_sentinel_url(url):
+        return sentinel_client(url, blocking_pool=False, **options)
+    return Redis.from_url(url, **options)
 
 
 async def eviction_policy(client: Redis) -> str:

@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.sentinel import is_sentinel_url, parse_sentinel_url
 
 BackoffKind = Literal["exponential", "fixed"]
 Backend = Literal["generic", "automatic1111", "openai", "comfyui", "runpod"]
@@ -70,6 +71,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_retry_ms: int = 1000
     """While Redis does not answer, a worker's claim loop and finisher (and the API's probe)
     try again this often."""
+    redis_min_replicas_ack: int = -1
+    """Replicas that must have an enqueue before it is acknowledged (``WAIT``); -1: one
+    with a ``redis+sentinel://`` URL, none otherwise (see ``replicas_ack``)."""
+    redis_replica_ack_ms: int = 1000
+    """How long an enqueue waits for those replicas before it is refused (503)."""
 
     keep_completed_ms: int = 24 * 3600 * 1000
     keep_failed_ms: int = 7 * 24 * 3600 * 1000
@@ -128,6 +134,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """comfyui and runpod: how often a submitted generation is polled."""
 
     @property
+    def replicas_ack(self) -> int:
+        """Replicas an enqueue waits for (``REDIS_MIN_REPLICAS_ACK``, resolved)."""
+        if self.redis_min_replicas_ack >= 0:
+            return self.redis_min_replicas_ack
+        return 1 if is_sentinel_url(self.redis_url_or_default) else 0
+
+    @property
     def redis_url_or_default(self) -> str:
         """The configured Redis, else the conventional local one."""
         return self.redis_url or DEFAULT_REDIS_URL
@@ -176,6 +189,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("LEASE_MS must be at least 30", self.lease_ms >= 30),
             ("STALL_LIMIT must be 0 or more", self.stall_limit >= 0),
             ("REDIS_RETRY_MS must be at least 10", self.redis_retry_ms >= 10),
+            ("REDIS_MIN_REPLICAS_ACK must be -1 (auto) or more", self.redis_min_replicas_ack >= -1),
+            ("REDIS_REPLICA_ACK_MS must be at least 1", self.redis_replica_ack_ms >= 1),
             ("KEEP_COMPLETED_MS must be 0 or more", self.keep_completed_ms >= 0),
             ("KEEP_FAILED_MS must be 0 or more", self.keep_failed_ms >= 0),
             ("EVENTS_MAXLEN must be at least 100", self.events_maxlen >= 100),
@@ -334,6 +349,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
     "LEASE_MS": ("lease_ms", _parse_int),
     "STALL_LIMIT": ("stall_limit", _parse_int),
     "REDIS_RETRY_MS": ("redis_retry_ms", _parse_int),
+    "REDIS_MIN_REPLICAS_ACK": ("redis_min_replicas_ack", _parse_int),
+    "REDIS_REPLICA_ACK_MS": ("redis_replica_ack_ms", _parse_int),
     "KEEP_COMPLETED_MS": ("keep_completed_ms", _parse_int),
     "KEEP_FAILED_MS": ("keep_failed_ms", _parse_int),
     "CLEAN_CRON": ("clean_cron", _parse_str),
@@ -362,9 +379,13 @@ _FIELDS: dict[str, tuple[str, Callable[[str, str], object]]] = {
 def _redis_url(environ: Mapping[str, str]) -> str | None:
     url = environ.get("REDIS_URL", "").strip()
     if url:
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)  # a SettingsError that says what is wrong
+            return url
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
-                f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}"
+                "REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel://,"
+                f" got {url!r}"
             )
         return url
     host = environ.get("REDIS_HOST", "").strip()

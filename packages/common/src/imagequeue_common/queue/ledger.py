@@ -123,7 +123,7 @@ class JobLedger:
         self.client = client
         self.settings = settings
         self.keys = QueueKeys.for_queue(settings.queue_name, namespace)
-        self._scripts = Scripts(client)
+        self._scripts = Scripts(client, settings.replicas_ack, settings.redis_replica_ack_ms)
         self._maxlen = settings.events_maxlen
 
     @property

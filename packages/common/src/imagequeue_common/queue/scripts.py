@@ -18,9 +18,19 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 _Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]
+
+
+class ReplicaAckError(RedisError):
+    """The primary took the write but fewer replicas than required confirmed it in time:
+    a failover now could lose it, so it is not acknowledged (the caller answers 503; the
+    write may still survive, which an idempotency key makes harmless to retry)."""
+
+    def __init__(self, acks: int, ack_ms: int, got: object) -> None:
+        super().__init__(f"not confirmed by {acks} replica(s) within {ack_ms} ms (got {got})")
+
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "finish", "extend", "recover", "release", "progress",
@@ -39,8 +49,12 @@ def script_source(name: str) -> str:
 class Scripts:
     """The engine's scripts registered on one client."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, acks: int = 0, ack_ms: int = 1000) -> None:
+        """``acks``: replicas that must have every coalesced call's writes before it is
+        answered (one ``WAIT`` at the end of each pipeline); a call they did not confirm
+        within ``ack_ms`` raises :class:`ReplicaAckError`."""
         self._client = client
+        self._acks, self._ack_ms = acks, ack_ms
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -71,10 +85,14 @@ class Scripts:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for name, keys, args, _ in batch:
-                    pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await self._pipelined(batch)
+            lost = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if lost:  # the server lost its scripts (a restart): load them, send those again
+                for name in {batch[i][0] for i in lost}:
+                    await self._client.script_load(self._scripts[name].script)
+                for i, reply in zip(lost, await self._pipelined([batch[i] for i in lost]),
+                                    strict=True):  # fmt: skip
+                    replies[i] = reply
         except BaseException as exc:  # the connection failed: every call in it did
             for *_, future in batch:
                 if not future.done():
@@ -82,16 +100,27 @@ class Scripts:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (name, keys, args, future), sent in zip(batch, replies, strict=True):
-            reply = sent
-            if isinstance(sent, NoScriptError):  # the server lost its scripts (a restart)
-                try:
-                    reply = await self.call(name, keys, args)
-                except Exception as exc:  # noqa: BLE001 - handed to the caller
-                    reply = exc
+        for (*_, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
             if isinstance(reply, Exception):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _pipelined(self, batch: list[_Call]) -> list[Any]:
+        """Each call's reply or error, from one pipeline (ending in ``WAIT`` when replicas
+        must confirm: it covers the writes of its own connection, so it goes in the same)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name, keys, args, _ in batch:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            if self._acks:
+                pipe.execute_command("WAIT", self._acks, self._ack_ms)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if not self._acks:
+            return replies
+        replies, acked = replies[:-1], replies[-1]
+        if isinstance(acked, Exception) or int(acked) < self._acks:
+            failed = ReplicaAckError(self._acks, self._ack_ms, acked)
+            return [r if isinstance(r, NoScriptError) else failed for r in replies]
+        return replies
