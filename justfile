@@ -61,6 +61,10 @@ test *ARGS: lint
 chaos-restart *ARGS:
     IQ_RESTART_OUTAGE_S=10 IQ_RESTART_WATCH_S=90 uv run pytest --timeout 400 tests/integration/test_redis_restarts.py {{ARGS}}
 
+# The engine's own tests on a private 3-primary Redis Cluster (loopback).
+test-cluster *ARGS:
+    TEST_REDIS_CLUSTER=1 uv run pytest tests/common {{ARGS}}
+
 # Sentinel failover under 200 POST/s, with and without the replica acknowledgement.
 bench-failover *ARGS:
     uv run python -m bench.failover {{ARGS}}

@@ -15,6 +15,7 @@ from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.settings import Settings
 from imagequeue_worker.app import build_broker
+from tests.support.cluster import ClusterSet
 from tests.support.procs import WorkerProcess
 from tests.support.stub import StubServer
 from tests.support.tasks import register_test_tasks
@@ -25,10 +26,16 @@ STUB_TIME_SCALE = "0.002"
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """TEST_REDIS_URL when set; else a private redis-server for this session."""
+    """TEST_REDIS_URL when set; a private 3-primary cluster with TEST_REDIS_CLUSTER=1 (``just
+    test-cluster``); else a private redis-server for this session."""
     url = os.environ.get("TEST_REDIS_URL")
     if url:
         yield url
+        return
+    if os.environ.get("TEST_REDIS_CLUSTER") == "1":
+        cluster = ClusterSet(tmp_path_factory.mktemp("cluster"))
+        yield cluster.url
+        cluster.stop()
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield server.start()

@@ -10,6 +10,7 @@ from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.scripts import ReplicaAckError
 from imagequeue_common.sentinel import SentinelTarget, parse_sentinel_url
 from imagequeue_common.settings import Settings, load_settings, replace
+from tests.support.cluster import ON_CLUSTER
 from tests.support.tasks import RECORD, register_test_tasks
 
 
@@ -57,6 +58,7 @@ def test_replica_acknowledgement_is_on_by_default_with_sentinel_only() -> None:
         load_settings({"REDIS_MIN_REPLICAS_ACK": "-2"})
 
 
+@pytest.mark.skipif(ON_CLUSTER, reason="a cluster takes no replica acknowledgement")
 async def test_an_enqueue_no_replica_confirms_is_refused(redis: Redis, settings: Settings) -> None:
     # The suite's Redis has no replica: WAIT 1 gets 0 within the 50 ms.
     strict = replace(settings, redis_min_replicas_ack=1, redis_replica_ack_ms=50)
@@ -73,3 +75,9 @@ async def test_an_enqueue_no_replica_confirms_is_refused(redis: Redis, settings:
         assert await broker.ledger.get_job("unconfirmed")
     finally:
         await broker.shutdown()
+
+
+def test_replica_acknowledgement_is_refused_on_a_cluster() -> None:
+    with pytest.raises(SettingsError, match="not supported with redis\\+cluster://"):
+        load_settings({"REDIS_URL": "redis+cluster://h:1", "REDIS_MIN_REPLICAS_ACK": "1"})
+    assert load_settings({"REDIS_URL": "redis+cluster://h:1"}).replicas_ack == 0

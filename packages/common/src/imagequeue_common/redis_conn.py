@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError, ResponseError
 
+from imagequeue_common.cluster import cluster_client, is_cluster_url
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.sentinel import is_sentinel_url, sentinel_client
 
@@ -38,7 +39,8 @@ def command_client(url: str, *, max_connections: int = 32) -> Redis:
 
     The pool blocks (up to 10 s) when all connections are busy instead of failing, so a
     burst of concurrent callers queues up rather than erroring. ``url`` may also be a
-    ``redis+sentinel://`` URL (see ``imagequeue_common.sentinel``).
+    ``redis+sentinel://`` or ``redis+cluster://`` URL (see ``imagequeue_common.sentinel``
+    and ``imagequeue_common.cluster``).
     """
     options: dict[str, Any] = {
         "decode_responses": True, "max_connections": max_connections, "timeout": 10,
@@ -47,6 +49,8 @@ def command_client(url: str, *, max_connections: int = 32) -> Redis:
     }  # fmt: skip
     if is_sentinel_url(url):
         return sentinel_client(url, blocking_pool=True, **options)
+    if is_cluster_url(url):
+        return cluster_client(url, **options)
     return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
 
 
@@ -59,6 +63,8 @@ def blocking_client(url: str) -> Redis:
     }  # fmt: skip
     if is_sentinel_url(url):
         return sentinel_client(url, blocking_pool=False, **options)
+    if is_cluster_url(url):
+        return cluster_client(url, **options)
     return Redis.from_url(url, **options)
 
 

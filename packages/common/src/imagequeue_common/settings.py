@@ -13,6 +13,7 @@ from typing import Literal
 
 import msgspec
 
+from imagequeue_common.cluster import is_cluster_url, parse_cluster_url
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.sentinel import is_sentinel_url, parse_sentinel_url
 
@@ -191,6 +192,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("REDIS_RETRY_MS must be at least 10", self.redis_retry_ms >= 10),
             ("REDIS_MIN_REPLICAS_ACK must be -1 (auto) or more", self.redis_min_replicas_ack >= -1),
             ("REDIS_REPLICA_ACK_MS must be at least 1", self.redis_replica_ack_ms >= 1),
+            (
+                "REDIS_MIN_REPLICAS_ACK is not supported with redis+cluster:// (a cluster "
+                "client cannot send WAIT on the connection that wrote)",
+                self.redis_min_replicas_ack <= 0 or not is_cluster_url(self.redis_url_or_default),
+            ),
             ("KEEP_COMPLETED_MS must be 0 or more", self.keep_completed_ms >= 0),
             ("KEEP_FAILED_MS must be 0 or more", self.keep_failed_ms >= 0),
             ("EVENTS_MAXLEN must be at least 100", self.events_maxlen >= 100),
@@ -382,10 +388,13 @@ def _redis_url(environ: Mapping[str, str]) -> str | None:
         if is_sentinel_url(url):
             parse_sentinel_url(url)  # a SettingsError that says what is wrong
             return url
+        if is_cluster_url(url):
+            parse_cluster_url(url)
+            return url
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
-                "REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel://,"
-                f" got {url!r}"
+                "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or "
+                f"redis+cluster://, got {url!r}"
             )
         return url
     host = environ.get("REDIS_HOST", "").strip()

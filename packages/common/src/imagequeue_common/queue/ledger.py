@@ -6,6 +6,7 @@ cancel and retry; the worker (through the broker) to claim, renew, finish and re
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Literal
 
@@ -159,7 +160,7 @@ class JobLedger:
             "enqueue",
             [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users, k.active],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
-             delay_ms, attempts, self._maxlen, user_quota, ref],
+             delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16]],
         )  # fmt: skip
         if reply == 0:
             raise DuplicateJobError(job_id)
@@ -338,6 +339,11 @@ class JobLedger:
             if max(int(r) for r in removed) < _BATCH:
                 return CleanReport(*totals)
 
+    async def server_ms(self) -> float:
+        """The server time of the queue's node, in milliseconds (what its scripts use)."""
+        seconds, micros = await self._scripts.call("clock", [self.keys.meta], [])
+        return int(seconds) * 1000 + int(micros) / 1000
+
     async def stats(self) -> QueueStats:
         """Exact counts per state, from one atomic snapshot (O(1))."""
         k = self.keys
@@ -382,8 +388,7 @@ class JobLedger:
     async def throughput(self, window_s: int = 60) -> Throughput:
         """Jobs completed in about the last ``window_s`` seconds (10 s buckets) and their
         summed run time."""
-        seconds, _ = await self.client.time()
-        now_bucket = int(seconds) // 10
+        now_bucket = int(await self.server_ms() / 1000) // 10
         buckets = range(now_bucket - window_s // 10 + 1, now_bucket + 1)
         fields = [f"{kind}:{b}" for b in buckets for kind in ("c", "ms")]
         values = await self.client.hmget(self.keys.prefix + "tput", fields)
@@ -404,12 +409,12 @@ class JobLedger:
         must not count towards capacity or any ETA. One that stops gracefully deregisters
         at once (:meth:`deregister`).
         """
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.zrange(self.keys.workers, 0, -1, desc=True, withscores=True)
-            (seconds, micros), beats = await pipe.execute()
-        oldest = seconds * 1000 + micros // 1000 - self.settings.lease_ms
-        beats = [(worker_id, beat) for worker_id, beat in beats if beat >= oldest]
+        now_ms = await self.server_ms()
+        seen: list[tuple[str, float]] = await self.client.zrange(  # type: ignore[assignment]
+            self.keys.workers, 0, -1, desc=True, withscores=True
+        )
+        oldest = now_ms - self.settings.lease_ms
+        beats = [(worker_id, beat) for worker_id, beat in seen if beat >= oldest]
         if not beats:
             return []
         async with self.client.pipeline(transaction=False) as pipe:

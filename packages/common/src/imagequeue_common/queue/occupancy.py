@@ -31,12 +31,11 @@ async def running(ledger: JobLedger) -> list[tuple[Priority, float]]:
     """Each running job's priority and how long it has been running, in seconds
     (Redis server time)."""
     ids: list[str] = await ledger.client.zrange(ledger.keys.active, 0, -1)  # type: ignore[assignment]
+    now_ms = await ledger.server_ms()
     async with ledger.client.pipeline(transaction=False) as pipe:
-        pipe.time()
         for job_id in ids:
             pipe.hmget(ledger.keys.job(job_id), ["priority", "started_at"])
-        (seconds, micros), *fields = await pipe.execute()
-    now_ms = seconds * 1000 + micros / 1000
+        fields = await pipe.execute()
     return [(Priority(p), max(now_ms - int(s), 0) / 1000) for p, s in fields if p and s]
 
 
@@ -51,11 +50,8 @@ async def waiting_by_priority(ledger: JobLedger) -> dict[Priority, int]:
 
 async def arrivals(ledger: JobLedger) -> dict[Priority, Flow]:
     """Per priority, the jobs added in the last minute (1 s buckets, see ``enqueue.lua``)."""
-    async with ledger.client.pipeline(transaction=False) as pipe:
-        pipe.time()
-        pipe.hgetall(ledger.keys.prefix + "arr")
-        (seconds, micros), raw = await pipe.execute()
-    now_s = seconds + micros / 1e6
+    now_s = await ledger.server_ms() / 1000
+    raw = await ledger.client.hgetall(ledger.keys.prefix + "arr")
     buckets: dict[Priority, list[tuple[int, int]]] = {p: [] for p in Priority}
     for field, value in raw.items():
         priority, _, second = str(field).partition(":")

@@ -20,6 +20,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from imagequeue_common.cluster import is_cluster_client
+
 _Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]
 
 
@@ -35,6 +37,7 @@ class ReplicaAckError(RedisError):
 SCRIPT_NAMES = (
     "enqueue", "claim", "finish", "extend", "recover", "release", "progress",
     "cancel", "retry_failed", "clean", "stats", "hold", "permit", "promote", "remove", "rate",
+    "clock",
 )  # fmt: skip
 
 
@@ -55,6 +58,7 @@ class Scripts:
         within ``ack_ms`` raises :class:`ReplicaAckError`."""
         self._client = client
         self._acks, self._ack_ms = acks, ack_ms
+        self._cluster = is_cluster_client(client)
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -70,6 +74,8 @@ class Scripts:
         Each call still runs atomically on its own, and its reply or error is its own. A
         caller cancelled while waiting does not take its call back: it may already be sent.
         """
+        if self._cluster:  # redis-py sends no EVALSHA in a cluster pipeline: one at a time
+            return await self.call(name, keys, args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((name, keys, args, future))

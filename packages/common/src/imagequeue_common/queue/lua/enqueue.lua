@@ -5,13 +5,20 @@
 -- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] user id  ARGV[7] delay ms
 -- ARGV[8] max attempts  ARGV[9] events maxlen  ARGV[10] most unfinished jobs per user (0: any)
 -- ARGV[11] ref label ('' for none; the api passes the character id)
+-- ARGV[12] this call's nonce: a client that sends the call again because its reply was lost
+-- (a connection that died after the write) gets the answer of the first, not "exists"
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
 -- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists,
 -- or -1 when the user already has ARGV[10] unfinished jobs (nothing changed in either case).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
 if redis.call('EXISTS', jk) == 1 then
-  return 0
+  local mine = redis.call('HMGET', jk, 'nonce', 'state')
+  if mine[1] ~= ARGV[12] then
+    return 0
+  end
+  local rank = redis.call('ZRANK', KEYS[1], id)
+  return {mine[2], rank or -1, redis.call('ZCARD', KEYS[7])}
 end
 local quota = tonumber(ARGV[10])
 if quota > 0 and ARGV[6] ~= '' and tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or '0') >= quota then
@@ -26,7 +33,8 @@ if delay > 0 then
   state = 'delayed'
 end
 redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[6], 'seq', seq,
-  'state', state, 'attempts', 0, 'max_attempts', ARGV[8], 'created_at', now)
+  'state', state, 'attempts', 0, 'max_attempts', ARGV[8], 'created_at', now,
+  'nonce', ARGV[12])
 redis.call('SET', data_key(ARGV[1], id), ARGV[4])
 if delay > 0 then
   redis.call('HSET', jk, 'due_at', now + delay)

@@ -1,0 +1,90 @@
+"""Redis Cluster: ``REDIS_URL=redis+cluster://…`` names some of the cluster's nodes.
+
+The form::
+
+    redis+cluster://[[user]:password@]host:port[,host:port…][?ssl=true]
+
+The client learns the rest of the cluster from any node that answers and follows slot
+moves. Every key of one queue carries the queue's hash tag (``{<queue>}``), so a queue
+lives in one slot — each Lua script touches one node — and several queues spread over the
+cluster's primaries. Database numbers do not exist in a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+from urllib.parse import parse_qs, unquote
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from imagequeue_common.errors import SettingsError
+
+SCHEME = "redis+cluster://"
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for a ``redis+cluster://`` URL."""
+    return url.startswith(SCHEME)
+
+
+def is_cluster_client(client: object) -> bool:
+    """True for a client made by :func:`cluster_client`."""
+    return isinstance(client, RedisCluster)
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The startup nodes and connection options of a ``redis+cluster://`` URL."""
+    rest, _, query = url[len(SCHEME) :].partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    safe = SCHEME + hosts
+    options: dict[str, Any] = {}
+    if userinfo:
+        user, _, secret = userinfo.partition(":")
+        options.update(username=unquote(user) or None, password=unquote(secret) or None)
+    nodes = []
+    for part in hosts.split(","):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"REDIS_URL {safe}: {part!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    if path.strip("/") not in ("", "0"):
+        raise SettingsError(f"REDIS_URL {safe}: a cluster has no database {path!r}")
+    flags = {k: v[-1] for k, v in parse_qs(query).items()}
+    if set(flags) - {"ssl"}:
+        raise SettingsError(f"REDIS_URL {safe}: unknown option(s) {sorted(set(flags) - {'ssl'})}")
+    if flags.get("ssl", "false").lower() in {"1", "true", "yes"}:
+        options["ssl"] = True
+    return nodes, options
+
+
+class WaitingCluster(RedisCluster):
+    """A cluster client whose callers wait for a free connection instead of failing.
+
+    redis-py's cluster client raises ``MaxConnectionsError`` once ``max_connections`` are
+    busy on a node; the single-node command client's pool waits instead, and so does this
+    (at most ``max_connections`` commands in flight, the rest queued in order).
+    """
+
+    def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self._in_flight = asyncio.Semaphore(max_connections)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """One command, once fewer than ``max_connections`` are in flight."""
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
+
+
+def cluster_client(url: str, *, max_connections: int = 32, **kwargs: Any) -> Redis:
+    """A cluster client; typed as :class:`Redis` because it speaks the same commands for
+    keys of one slot, which is all the engine sends (``kwargs``: connection options)."""
+    nodes, options = parse_cluster_url(url)
+    kwargs.pop("timeout", None)  # the blocking pool's wait: the semaphore's here
+    client = WaitingCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        max_connections=max_connections, **options, **kwargs,
+    )  # fmt: skip
+    return cast(Redis, client)
