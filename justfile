@@ -2,6 +2,12 @@
 
 set dotenv-load := false
 
+# Under `uv run just …` the project's environment is active already: run its python
+# directly. A second `uv run` in between would be one more process that swallows a Ctrl-C
+# arriving while it starts (uv eats SIGINT from the moment it installs its handler, and
+# the child it has not spawned yet never sees it). Plain `just …` still goes through uv.
+py := if env("VIRTUAL_ENV", "") != "" { "python" } else { "uv run python" }
+
 # Show the recipes.
 default:
     @just --list
@@ -11,32 +17,32 @@ default:
 # a clean stop) instead of just's "interrupted" (130) or the shell's death by SIGINT.
 [continue]
 up *ARGS:
-    exec uv run python -m imagequeue_api.up {{ARGS}}
+    exec {{py}} -m imagequeue_api.up {{ARGS}}
 
 # One worker process (WORKER_CONCURRENCY slots) against REDIS_URL.
 [continue]
 worker:
-    exec uv run imagequeue-worker run
+    exec {{py}} -m imagequeue_worker run
 
 # N worker processes on this host (each WORKER_CONCURRENCY slots), all on REDIS_URL.
 [continue]
 scale N:
-    exec uv run imagequeue-worker run --processes {{N}}
+    exec {{py}} -m imagequeue_worker run --processes {{N}}
 
 # The HTTP API and dashboard (API_HOST:API_PORT, API_PROCESSES processes).
 [continue]
 api:
-    exec uv run imagequeue-api serve
+    exec {{py}} -m imagequeue_api serve
 
 # The cleanup schedule (taskiq scheduler).
 [continue]
 scheduler:
-    exec uv run imagequeue-worker scheduler
+    exec {{py}} -m imagequeue_worker scheduler
 
 # The stub AI server (all five protocols, fault injection, /stub/stats); --help for options.
 [continue]
 stub-ai *ARGS:
-    exec uv run python -m loadtest.stub_ai {{ARGS}}
+    exec {{py}} -m loadtest.stub_ai {{ARGS}}
 
 # Remove finished jobs past retention now.
 clean:
