@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from imagequeue_common.embedded_redis import free_port
-from tests.support.sentinel import Node
+from tests.support.sentinel import Node, each_until
 
 ON_CLUSTER = os.environ.get("TEST_REDIS_CLUSTER") == "1"
 """The suite runs on a private cluster (``just test-cluster``)."""
@@ -49,14 +48,9 @@ class ClusterSet:
         self._wait_ok()
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
-    def _wait_ok(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        for node in self.nodes:
-            with node.client() as client:
-                while client.cluster("INFO").get("cluster_state") != "ok":
-                    if time.monotonic() > deadline:
-                        raise AssertionError("the cluster did not reach cluster_state:ok")
-                    time.sleep(0.05)
+    def _wait_ok(self) -> None:
+        each_until(self.nodes, lambda c: c.cluster("INFO").get("cluster_state") == "ok", 30,
+                   "the cluster did not reach cluster_state:ok")  # fmt: skip
 
     def stop(self) -> None:
         for node in self.nodes:

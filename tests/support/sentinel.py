@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -52,6 +53,28 @@ class Node:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+def each_until(
+    nodes: list[Node], check: Callable[[redis.Redis], bool], timeout_s: float, failure: str
+) -> None:
+    """Poll each node until ``check`` holds on it, all within ``timeout_s`` (else fail)."""
+    deadline = time.monotonic() + timeout_s
+    for node in nodes:
+        with node.client() as client:
+            while not check(client):
+                if time.monotonic() > deadline:
+                    raise AssertionError(failure)
+                time.sleep(0.05)
+
+
+def _knows_all(sentinel: redis.Redis) -> bool:
+    replicas, peers = sentinel.sentinel_slaves(MASTER), sentinel.sentinel_sentinels(MASTER)
+    return (
+        isinstance(replicas, list)
+        and isinstance(peers, list)
+        and min(len(replicas), len(peers)) >= 2
+    )
 
 
 class SentinelSet:
@@ -99,26 +122,14 @@ class SentinelSet:
         self.nodes.append(node)
         return node
 
-    def _wait_replicas_in_sync(self, timeout_s: float = 20) -> None:
-        deadline = time.monotonic() + timeout_s
-        for replica in self.replicas:
-            with replica.client() as client:
-                while client.info("replication").get("master_link_status") != "up":
-                    if time.monotonic() > deadline:
-                        raise AssertionError("a replica did not sync with the primary")
-                    time.sleep(0.05)
+    def _wait_replicas_in_sync(self) -> None:
+        each_until(self.replicas, lambda c: c.info("replication").get("master_link_status")
+                   == "up", 20, "a replica did not sync with the primary")  # fmt: skip
 
-    def _wait_sentinels_see_all(self, timeout_s: float = 30) -> None:
+    def _wait_sentinels_see_all(self) -> None:
         """Each sentinel knows both replicas and the two other sentinels (else it could
         not agree to a failover)."""
-        deadline = time.monotonic() + timeout_s
-        for sentinel in self.sentinels:
-            with sentinel.client() as client:
-                while (len(client.sentinel_slaves(MASTER)) < 2
-                       or len(client.sentinel_sentinels(MASTER)) < 2):  # fmt: skip
-                    if time.monotonic() > deadline:
-                        raise AssertionError("the sentinels did not discover each other")
-                    time.sleep(0.05)
+        each_until(self.sentinels, _knows_all, 30, "the sentinels did not discover each other")
 
     def master_port(self) -> int | None:
         """The port the sentinels name as master now (None: no answer)."""

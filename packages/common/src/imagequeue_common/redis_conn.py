@@ -42,29 +42,25 @@ def command_client(url: str, *, max_connections: int = 32) -> Redis:
     ``redis+sentinel://`` or ``redis+cluster://`` URL (see ``imagequeue_common.sentinel``
     and ``imagequeue_common.cluster``).
     """
-    options: dict[str, Any] = {
-        "decode_responses": True, "max_connections": max_connections, "timeout": 10,
-        "socket_connect_timeout": 5, "health_check_interval": HEALTH_CHECK_S,
-        "retry": retry_once(),
-    }  # fmt: skip
-    if is_sentinel_url(url):
-        return sentinel_client(url, blocking_pool=True, **options)
-    if is_cluster_url(url):
-        return cluster_client(url, **options)
-    return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
+    return _client(url, waiting_pool=True, max_connections=max_connections, timeout=10)
 
 
 def blocking_client(url: str) -> Redis:
     """A client whose socket never times out under a long ``BLPOP``."""
-    options: dict[str, Any] = {
-        "decode_responses": True, "max_connections": 4, "socket_connect_timeout": 5,
-        "socket_timeout": None, "health_check_interval": HEALTH_CHECK_S,
-        "retry": retry_once(),
-    }  # fmt: skip
+    return _client(url, waiting_pool=False, max_connections=4, socket_timeout=None)
+
+
+def _client(url: str, *, waiting_pool: bool, **options: Any) -> Redis:
+    """A client of ``url`` (plain, Sentinel or Cluster) with the options both kinds share:
+    decoded replies, one retry on a fresh connection, health checks of idle connections."""
+    options.update(decode_responses=True, socket_connect_timeout=5,
+                   health_check_interval=HEALTH_CHECK_S, retry=retry_once())  # fmt: skip
     if is_sentinel_url(url):
-        return sentinel_client(url, blocking_pool=False, **options)
+        return sentinel_client(url, blocking_pool=waiting_pool, **options)
     if is_cluster_url(url):
         return cluster_client(url, **options)
+    if waiting_pool:
+        return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
     return Redis.from_url(url, **options)
 
 
