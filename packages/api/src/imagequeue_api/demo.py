@@ -95,10 +95,13 @@ async def run_demo(
         etas[made["imageJob"]["id"]] = made["imageJob"].get("etaSeconds")
     say(f"queued {jobs} demo jobs")
     while True:
+        # The states first: once they are all done, the counts read after them are final,
+        # so the last line shows the end (read the other way round, a job finishing in
+        # between left the last line one short).
+        states = await _job_states(client, characters)
         stats = await client.call("GET", "/api/v1/queue/stats")
         seed = ("waiting", "active", "completed", "failed", "delayed", "total")
         say(" ".join(f"{k}={stats[k]}" for k in seed))
-        states = await _job_states(client, characters)
         if all(state in _DONE for state in states.values()):
             break
         await asyncio.sleep(report_every_s)
