@@ -23,6 +23,7 @@ from imagequeue_api.idempotency import (
 )
 from imagequeue_api.ratelimit import RequestLimiter
 from imagequeue_common.contracts import Priority
+from tests.support.cluster import command_calls, raw_client
 
 KEY_SHAPE = re.compile(r"iq_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\Z")
 
@@ -108,7 +109,7 @@ async def test_revoke_and_list(redis: Redis, queue_name: str) -> None:
 async def test_keys_work_with_a_client_that_does_not_decode(
     redis_url: str, redis: Redis, queue_name: str
 ) -> None:
-    raw = Redis.from_url(redis_url)
+    raw = raw_client(redis_url)
     try:
         store = ApiKeyStore(raw, queue_name)
         plaintext, key = await store.create("u", "bulk")
@@ -179,8 +180,7 @@ async def test_cli_refuses_bad_input(
 
 
 async def evalsha_calls(redis: Redis) -> int:
-    stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    return await command_calls(redis, "evalsha")
 
 
 async def wait_for_evalsha(redis: Redis, calls: int, deadline_s: float = 5) -> None:
@@ -274,7 +274,7 @@ async def test_answers_keep_binary_bodies_for_ttl_s(redis: Redis, queue_name: st
 async def test_replay_with_a_client_that_does_not_decode(
     redis_url: str, redis: Redis, queue_name: str
 ) -> None:
-    raw = Redis.from_url(redis_url)
+    raw = raw_client(redis_url)
     try:
         store = IdempotencyStore(raw, queue_name)
         assert await store.begin("u", "k", b"x") == Proceed()

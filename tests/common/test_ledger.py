@@ -17,7 +17,6 @@ from imagequeue_common.errors import (
 )
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.settings import Settings, replace
-from tests.support.cluster import ON_CLUSTER
 from tests.support.procs import server_ms, stream_events, wait_until
 
 
@@ -44,7 +43,6 @@ async def test_enqueue_answers_the_new_job_s_place_in_claim_order(ledger: JobLed
     assert await ledger.position("l") == low.position
 
 
-@pytest.mark.skipif(ON_CLUSTER, reason="a cluster client sends no EVALSHA in a pipeline")
 async def test_concurrent_enqueues_go_together_but_answer_alone(
     ledger: JobLedger, redis: Redis
 ) -> None:
@@ -70,11 +68,6 @@ async def test_enqueue_then_claim_leases_the_job(ledger: JobLedger) -> None:
     assert stored.worker == "w1"
 
 
-@pytest.mark.skipif(
-    ON_CLUSTER,
-    reason="open (#12): 10,000 concurrent calls on redis-py's "
-    "cluster client fail inside it (a connection's writer gone mid-handshake)",
-)
 async def test_high_priority_behind_ten_thousand_low_is_claimed_next(
     ledger: JobLedger, redis: Redis
 ) -> None:

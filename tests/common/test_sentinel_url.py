@@ -7,10 +7,9 @@ from redis.asyncio import Redis
 
 from imagequeue_common.errors import QueueUnavailableError, SettingsError
 from imagequeue_common.queue.broker import EngineBroker
-from imagequeue_common.queue.scripts import ReplicaAckError
+from imagequeue_common.queue.scripts import AUTO_ACKS, ReplicaAckError
 from imagequeue_common.sentinel import SentinelTarget, parse_sentinel_url
 from imagequeue_common.settings import Settings, load_settings, replace
-from tests.support.cluster import ON_CLUSTER
 from tests.support.tasks import RECORD, register_test_tasks
 
 
@@ -58,9 +57,9 @@ def test_replica_acknowledgement_is_on_by_default_with_sentinel_only() -> None:
         load_settings({"REDIS_MIN_REPLICAS_ACK": "-2"})
 
 
-@pytest.mark.skipif(ON_CLUSTER, reason="a cluster takes no replica acknowledgement")
 async def test_an_enqueue_no_replica_confirms_is_refused(redis: Redis, settings: Settings) -> None:
-    # The suite's Redis has no replica: WAIT 1 gets 0 within the 50 ms.
+    # The suite's Redis (or each primary of its cluster) has no replica: WAIT 1 gets 0
+    # within the 50 ms.
     strict = replace(settings, redis_min_replicas_ack=1, redis_replica_ack_ms=50)
     broker = EngineBroker(strict, strict.redis_url_or_default)
     register_test_tasks(broker)
@@ -77,7 +76,7 @@ async def test_an_enqueue_no_replica_confirms_is_refused(redis: Redis, settings:
         await broker.shutdown()
 
 
-def test_replica_acknowledgement_is_refused_on_a_cluster() -> None:
-    with pytest.raises(SettingsError, match="not supported with redis\\+cluster://"):
-        load_settings({"REDIS_URL": "redis+cluster://h:1", "REDIS_MIN_REPLICAS_ACK": "1"})
-    assert load_settings({"REDIS_URL": "redis+cluster://h:1"}).replicas_ack == 0
+def test_replica_acknowledgement_on_a_cluster_is_per_queue_by_default() -> None:
+    cluster = "redis+cluster://h:1"
+    assert load_settings({"REDIS_URL": cluster}).replicas_ack == AUTO_ACKS
+    assert load_settings({"REDIS_URL": cluster, "REDIS_MIN_REPLICAS_ACK": "1"}).replicas_ack == 1

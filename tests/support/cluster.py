@@ -1,4 +1,5 @@
-"""A real Redis Cluster on loopback: three primaries, no replicas, slots spread evenly.
+"""A real Redis Cluster on loopback: three primaries (each with a replica if asked), slots
+spread evenly.
 
 Each node is a ``redis-server --cluster-enabled yes`` child with its own directory; the
 cluster bus listens on the node's port + 10000, so the ports are taken below 50000.
@@ -9,7 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import redis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from imagequeue_common.cluster import cluster_client, is_cluster_client, is_cluster_url
 from imagequeue_common.embedded_redis import free_port
 from tests.support.sentinel import Node, each_until
 
@@ -23,24 +30,32 @@ def _low_port() -> int:
     return port
 
 
-class ClusterSet:
-    """Three primaries; ``url`` for ``REDIS_URL`` (every node named)."""
+NODE_TIMEOUT_MS = 1000
+"""How long the other nodes wait before they call a primary failed (its replica then takes
+over)."""
 
-    def __init__(self, root: Path, nodes: int = 3) -> None:
+
+class ClusterSet:
+    """Three primaries, each with ``replicas`` replicas; ``url`` for ``REDIS_URL`` (every
+    node named)."""
+
+    def __init__(self, root: Path, replicas: int = 0) -> None:
         self.nodes: list[Node] = []
-        for i in range(nodes):
+        for i in range(3 * (1 + replicas)):
             port, folder = _low_port(), root / f"node-{i}"
             folder.mkdir(parents=True)
             args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
+                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "",
+                    "--appendonly", "no", "--maxmemory-policy", "noeviction",
                     "--logfile", str(folder / "redis.log")]  # fmt: skip
             self.nodes.append(Node(args, port, folder / "redis.log"))
         for node in self.nodes:
             node.wait_answers()
         created = subprocess.run(
             ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-yes"], capture_output=True, text=True, timeout=60, check=False,
+             "--cluster-replicas", str(replicas), "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         if created.returncode != 0:
             self.stop()
@@ -51,7 +66,50 @@ class ClusterSet:
     def _wait_ok(self) -> None:
         each_until(self.nodes, lambda c: c.cluster("INFO").get("cluster_state") == "ok", 30,
                    "the cluster did not reach cluster_state:ok")  # fmt: skip
+        # every replica has its primary's data before anything is written
+        each_until(self.nodes, _synced, 30, "a replica did not finish its first sync")
+
+    def primary_of(self, key: str) -> Node:
+        """The node that serves ``key``'s slot now (as the live nodes see it)."""
+        for node in self.nodes:
+            if node.proc.poll() is not None:
+                continue
+            with node.client() as client:
+                slot = int(client.cluster("KEYSLOT", key))
+                for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if start <= slot <= end:
+                        return next(n for n in self.nodes if n.port == int(primary[1]))
+        raise AssertionError("no live node to ask")
 
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+def _synced(client: redis.Redis) -> bool:
+    info = client.info("replication")
+    return info["role"] == "master" or info.get("master_link_status") == "up"
+
+
+def raw_client(url: str) -> Redis:
+    """A client of ``url`` (plain or cluster) whose replies stay ``bytes``."""
+    if is_cluster_url(url):
+        return cluster_client(url, decode_responses=False)
+    return Redis.from_url(url)
+
+
+async def command_calls(redis: Redis, command: str) -> int:
+    """How often the server (every primary, on a cluster) has run ``command``."""
+    stat = f"cmdstat_{command.lower()}"
+    if is_cluster_client(redis):
+        per_node = await redis.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(info.get(stat, {}).get("calls", 0)) for info in per_node.values())
+    return int((await redis.info("commandstats")).get(stat, {}).get("calls", 0))
+
+
+async def every_client(redis: Redis) -> list[dict[str, Any]]:
+    """``CLIENT LIST`` of the server (of every primary, on a cluster)."""
+    if not is_cluster_client(redis):
+        return list(await redis.client_list())
+    per_node = await redis.client_list(target_nodes=RedisCluster.PRIMARIES)
+    return [c for clients in per_node.values() for c in clients]  # type: ignore[union-attr]

@@ -17,7 +17,8 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.exceptions import ConnectionError, MovedError, TimeoutError
 
 from imagequeue_common.errors import SettingsError
 
@@ -61,21 +62,70 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
 
 
 class WaitingCluster(RedisCluster):
-    """A cluster client whose callers wait for a free connection instead of failing.
+    """A cluster client that is safe under many concurrent callers.
 
-    redis-py's cluster client raises ``MaxConnectionsError`` once ``max_connections`` are
-    busy on a node; the single-node command client's pool waits instead, and so does this
-    (at most ``max_connections`` commands in flight, the rest queued in order).
+    Three things redis-py's cluster client (8.x) does differently, each seen failing
+    dozens of concurrent commands at once:
+
+    - It raises ``MaxConnectionsError`` once ``max_connections`` are busy on a node; the
+      single-node command client's pool waits instead, and so does this (at most
+      ``max_connections`` commands in flight, the rest queued in order).
+    - A command issued before the client has learnt the slots (its first ones, or any
+      while it relearns them) is routed to an arbitrary node and answered ``MOVED``; so
+      this learns the slots before it routes a command.
+    - Every fifth ``MOVED`` it closes every connection of every node, also those other
+      commands are reading a reply on, which then fail with "Connection closed by
+      server"; the retry of those fails the same way, a cascade. Here a ``MOVED`` only
+      moves the slot it names (``reinitialize_steps=0``); a node that stops answering
+      still makes the client relearn the whole cluster.
     """
 
     def __init__(self, *, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(max_connections=max_connections, **kwargs)
+        super().__init__(max_connections=max_connections, reinitialize_steps=0, **kwargs)
         self._in_flight = asyncio.Semaphore(max_connections)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        """One command, once fewer than ``max_connections`` are in flight."""
+        """One command, once the slots are known and fewer than ``max_connections`` are
+        in flight."""
         async with self._in_flight:
+            if self._initialize:
+                await self.initialize()
             return await super().execute_command(*args, **kwargs)
+
+    async def replicas_of(self, key: str) -> int:
+        """How many replicas the primary of ``key``'s slot has (as last learnt)."""
+        if self._initialize:
+            await self.initialize()
+        return len(self.nodes_manager.slots_cache[self.keyslot(key)]) - 1
+
+    async def node_pipeline(self, key: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Each command's reply or error, all sent in one write on one connection to the
+        primary of ``key``'s slot: so a ``WAIT`` at the end covers the writes before it,
+        and ``EVALSHA`` can be pipelined (redis-py's cluster pipeline does neither).
+
+        A ``MOVED`` answer or a failed connection makes the client relearn the slots and
+        send the lot once more: a moved command did not run; one whose connection failed
+        may have, so only commands that are safe to repeat belong here (every engine
+        script is).
+        """
+        for last in (False, True):
+            async with self._in_flight:
+                if self._initialize:
+                    await self.initialize()
+                node = self.nodes_manager.get_node_from_slot(self.keyslot(key))
+                sent = [PipelineCommand(i, *args) for i, args in enumerate(commands)]
+                try:
+                    await node.execute_pipeline(sent)
+                except (ConnectionError, TimeoutError, OSError):
+                    self._initialize = True
+                    if last:
+                        raise
+                    continue
+            replies = [command.result for command in sent]
+            if last or not any(isinstance(reply, MovedError) for reply in replies):
+                return replies
+            self._initialize = True
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def cluster_client(url: str, *, max_connections: int = 32, **kwargs: Any) -> Redis:

@@ -45,9 +45,11 @@ def command_client(url: str, *, max_connections: int = 32) -> Redis:
     return _client(url, waiting_pool=True, max_connections=max_connections, timeout=10)
 
 
-def blocking_client(url: str) -> Redis:
-    """A client whose socket never times out under a long ``BLPOP``."""
-    return _client(url, waiting_pool=False, max_connections=4, socket_timeout=None)
+def blocking_client(url: str, *, name: str | None = None) -> Redis:
+    """A client whose socket never times out under a long ``BLPOP``; ``name``: every
+    connection's name in ``CLIENT LIST`` (on every node of a cluster)."""
+    return _client(url, waiting_pool=False, max_connections=4, socket_timeout=None,
+                   client_name=name)  # fmt: skip
 
 
 def _client(url: str, *, waiting_pool: bool, **options: Any) -> Redis:

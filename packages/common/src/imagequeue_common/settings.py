@@ -74,7 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     try again this often."""
     redis_min_replicas_ack: int = -1
     """Replicas that must have an enqueue before it is acknowledged (``WAIT``); -1: one
-    with a ``redis+sentinel://`` URL, none otherwise (see ``replicas_ack``)."""
+    with a ``redis+sentinel://`` URL, one on a ``redis+cluster://`` where the queue's
+    primary has a replica, none otherwise (see ``replicas_ack``)."""
     redis_replica_ack_ms: int = 1000
     """How long an enqueue waits for those replicas before it is refused (503)."""
 
@@ -136,9 +137,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def replicas_ack(self) -> int:
-        """Replicas an enqueue waits for (``REDIS_MIN_REPLICAS_ACK``, resolved)."""
+        """Replicas an enqueue waits for (``REDIS_MIN_REPLICAS_ACK``, resolved; -1 on a
+        cluster: ``queue.scripts.AUTO_ACKS``, decided per queue from its primary)."""
         if self.redis_min_replicas_ack >= 0:
             return self.redis_min_replicas_ack
+        if is_cluster_url(self.redis_url_or_default):
+            return -1  # decided per queue: one where its primary has a replica
         return 1 if is_sentinel_url(self.redis_url_or_default) else 0
 
     @property
@@ -192,11 +196,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ("REDIS_RETRY_MS must be at least 10", self.redis_retry_ms >= 10),
             ("REDIS_MIN_REPLICAS_ACK must be -1 (auto) or more", self.redis_min_replicas_ack >= -1),
             ("REDIS_REPLICA_ACK_MS must be at least 1", self.redis_replica_ack_ms >= 1),
-            (
-                "REDIS_MIN_REPLICAS_ACK is not supported with redis+cluster:// (a cluster "
-                "client cannot send WAIT on the connection that wrote)",
-                self.redis_min_replicas_ack <= 0 or not is_cluster_url(self.redis_url_or_default),
-            ),
             ("KEEP_COMPLETED_MS must be 0 or more", self.keep_completed_ms >= 0),
             ("KEEP_FAILED_MS must be 0 or more", self.keep_failed_ms >= 0),
             ("EVENTS_MAXLEN must be at least 100", self.events_maxlen >= 100),

@@ -6,7 +6,8 @@ Each script is prefixed with ``_lib.lua`` (shared helpers). redis-py's ``Script`
 :meth:`Scripts.call_coalesced` sends the calls made in one turn of the event loop as one
 pipeline: under many concurrent callers (the API creating characters) that is one write,
 one read and one pooled connection for the lot instead of per call, where redis-py's
-per-command overhead costs more than the script itself.
+per-command overhead costs more than the script itself. On a cluster the pipeline goes to
+the primary of the queue's slot (every key of a queue is in that slot).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from __future__ import annotations
 import asyncio
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
-from imagequeue_common.cluster import is_cluster_client
+from imagequeue_common.cluster import WaitingCluster, is_cluster_client
 
 _Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]
+
+AUTO_ACKS = -1
+"""As ``acks``: on a cluster, one replica where the queue's primary has one; else none."""
 
 
 class ReplicaAckError(RedisError):
@@ -54,11 +58,10 @@ class Scripts:
 
     def __init__(self, client: Redis, acks: int = 0, ack_ms: int = 1000) -> None:
         """``acks``: replicas that must have every coalesced call's writes before it is
-        answered (one ``WAIT`` at the end of each pipeline); a call they did not confirm
-        within ``ack_ms`` raises :class:`ReplicaAckError`."""
+        answered (one ``WAIT`` at the end of each pipeline; or :data:`AUTO_ACKS`); a call
+        they did not confirm within ``ack_ms`` raises :class:`ReplicaAckError`."""
         self._client = client
         self._acks, self._ack_ms = acks, ack_ms
-        self._cluster = is_cluster_client(client)
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self._pending: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -74,8 +77,6 @@ class Scripts:
         Each call still runs atomically on its own, and its reply or error is its own. A
         caller cancelled while waiting does not take its call back: it may already be sent.
         """
-        if self._cluster:  # redis-py sends no EVALSHA in a cluster pipeline: one at a time
-            return await self.call(name, keys, args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((name, keys, args, future))
@@ -117,16 +118,35 @@ class Scripts:
     async def _pipelined(self, batch: list[_Call]) -> list[Any]:
         """Each call's reply or error, from one pipeline (ending in ``WAIT`` when replicas
         must confirm: it covers the writes of its own connection, so it goes in the same)."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            for name, keys, args, _ in batch:
-                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-            if self._acks:
-                pipe.execute_command("WAIT", self._acks, self._ack_ms)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        if not self._acks:
+        commands: list[tuple[Any, ...]] = [
+            ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+            for name, keys, args, _ in batch
+        ]
+        acks = await self._acks_for(batch[0][1][0])
+        if acks:
+            commands.append(("WAIT", acks, self._ack_ms))
+        if is_cluster_client(self._client):  # every key of a batch is in one queue's slot
+            replies = await cast(WaitingCluster, self._client).node_pipeline(
+                batch[0][1][0], commands)  # fmt: skip
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                replies = await pipe.execute(raise_on_error=False)
+        if not acks:
             return replies
         replies, acked = replies[:-1], replies[-1]
-        if isinstance(acked, Exception) or int(acked) < self._acks:
-            failed = ReplicaAckError(self._acks, self._ack_ms, acked)
+        if isinstance(acked, Exception) or int(acked) < acks:
+            failed = ReplicaAckError(acks, self._ack_ms, acked)
             return [r if isinstance(r, NoScriptError) else failed for r in replies]
         return replies
+
+    async def _acks_for(self, key: str) -> int:
+        """Replicas that must confirm a write to ``key``: as configured, or with
+        :data:`AUTO_ACKS` on a cluster one where the key's primary has a replica."""
+        if self._acks != AUTO_ACKS:
+            return self._acks
+        if is_cluster_client(self._client):
+            replicas = await cast(WaitingCluster, self._client).replicas_of(key)
+            return 1 if replicas else 0
+        return 0
