@@ -1,12 +1,15 @@
-"""Failover benchmark: the primary of a real Sentinel setup SIGKILLed under load.
+"""Failover benchmark: the primary of a real Sentinel setup (or of a Cluster) SIGKILLed
+under load.
 
 On loopback: a primary, two replicas and three sentinels (``tests/support/sentinel.py``;
-the primary is called down after 1 s), the API, two worker processes of 5 slots and the
-stub AI at 1 s per image. An open-loop client posts ``POST /api/v1/characters`` at
-``--rate`` (200/s) from 20 users for ``--seconds`` (20 s), and the primary is killed at the
-middle. Twice, on fresh setups: with the enqueue confirmed by a replica
-(``REDIS_MIN_REPLICAS_ACK=1``, Sentinel's default) and without (``0``). One JSON line; per
-mode:
+the primary is called down after 1 s) — or with ``--redis cluster`` three primaries with a
+replica each (``tests/support/cluster.py``; a primary is called failed after 1 s) and the
+queue's primary is the one killed — the API, two worker processes of 5 slots and the stub
+AI at 1 s per image. An open-loop client posts ``POST /api/v1/characters`` at ``--rate``
+(200/s) from 20 users for ``--seconds`` (20 s), and the primary is killed at the middle.
+Twice, on fresh setups: with the enqueue confirmed by a replica (``REDIS_MIN_REPLICAS_ACK``
+at its default: 1 with Sentinel; on a cluster 1 while the queue's primary has a replica)
+and without (``0``). One JSON line; per mode:
 
 - ``accepted`` — 201 answers; ``lost`` — of those, jobs the new primary does not have;
 - ``duplicates`` — upstream calls beyond one per job that reached the stub (a run whose
@@ -46,6 +49,7 @@ from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.settings import Settings
+from tests.support.cluster import ClusterSet
 from tests.support.sentinel import SentinelSet
 
 USERS = 20
@@ -95,26 +99,29 @@ def longest_gap(moments: list[float]) -> float:
     return max((b - a for a, b in itertools.pairwise(ordered)), default=0.0)
 
 
-async def one_mode(acks: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
-    """A fresh Sentinel setup, the stack on it, the load with a kill; the figures."""
-    sentinels = SentinelSet(tmp / f"sentinel-{acks}")
+async def one_mode(kind: str, acks: int, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
+    """A fresh Sentinel (or Cluster) setup, the stack on it, the load with a kill; the
+    figures."""
+    tag = "default" if acks < 0 else str(acks)
+    ha = SentinelSet(tmp / f"ha-{tag}") if kind == "sentinel" else ClusterSet(
+        tmp / f"ha-{tag}", replicas=1)  # fmt: skip
     stub = Stub()
     stub.setup(STUB_S)
     port = free_port()
-    queue = f"failover-{acks}-{os.getpid()}"
+    queue = f"failover-{tag}-{os.getpid()}"
     env = {
-        **os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": sentinels.url, "QUEUE_NAME": queue,
-        "API_PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp}/failover-{acks}.db",
-        "ASSETS_DIR": f"{tmp}/assets-{acks}", "WORKER_CONCURRENCY": "5", "RATE_LIMIT_MAX": "0",
+        **os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": ha.url, "QUEUE_NAME": queue,
+        "API_PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp}/failover-{tag}.db",
+        "ASSETS_DIR": f"{tmp}/assets-{tag}", "WORKER_CONCURRENCY": "5", "RATE_LIMIT_MAX": "0",
         "AI_GENERATION_API_URL": f"{stub.url}/generate", "LOG_LEVEL": "warning",
         "REDIS_MIN_REPLICAS_ACK": str(acks), "REDIS_RETRY_MS": "100", "LEASE_MS": "10000",
         "API_USER_RPS": "0", "USER_MAX_PENDING": "0",
     }  # fmt: skip
-    settings = Settings(redis_url=sentinels.url, queue_name=queue)
-    redis: Redis = command_client(sentinels.url)
+    settings = Settings(redis_url=ha.url, queue_name=queue)
+    redis: Redis = command_client(ha.url)
     keys = [(await ApiKeyStore(redis, queue).create(f"user-{i}", "regular"))[0]
             for i in range(USERS)]  # fmt: skip
-    log = (tmp / f"api-{acks}.log").open("wb")
+    log = (tmp / f"api-{tag}.log").open("wb")
     api = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "imagequeue_api", "serve", env=env, stdout=log, stderr=log, cwd=ROOT
     )
@@ -125,7 +132,10 @@ async def one_mode(acks: int, rate: float, seconds: float, tmp: Path) -> dict[st
 
         def kill() -> None:
             kill_times.append(time.monotonic())
-            sentinels.primary.kill()
+            if isinstance(ha, SentinelSet):
+                ha.primary.kill()
+            else:
+                ha.primary_of(JobLedger(redis, settings).keys.waiting).kill()
 
         answers = await post_for(f"http://127.0.0.1:{port}", keys, rate, seconds, kill=kill)
         killed_at = kill_times[0]
@@ -159,7 +169,7 @@ async def one_mode(acks: int, rate: float, seconds: float, tmp: Path) -> dict[st
         log.close()
         await redis.aclose()
         stub.stop()
-        sentinels.stop()
+        ha.stop()
 
 
 async def _job_or_none(ledger: JobLedger, job_id: str) -> Job | None:
@@ -187,14 +197,20 @@ async def main() -> None:
     parser = argparse.ArgumentParser(prog="just bench-failover")
     parser.add_argument("--rate", type=float, default=200, help="POSTs per second (200)")
     parser.add_argument("--seconds", type=float, default=20, help="length of the load (20)")
+    parser.add_argument("--redis", choices=("sentinel", "cluster"), default="sentinel",
+                        help="the highly available Redis (sentinel)")  # fmt: skip
     args = parser.parse_args()
-    line: dict[str, Any] = {"bench": "failover", "rate": args.rate, "seconds": args.seconds,
-                            "kill_at_s": args.seconds / 2}  # fmt: skip
+    line: dict[str, Any] = {"bench": "failover", "redis": args.redis, "rate": args.rate,
+                            "seconds": args.seconds, "kill_at_s": args.seconds / 2}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        for acks in (1, 0):
-            line[f"replica_ack_{acks}"] = await one_mode(acks, args.rate, args.seconds, Path(tmp))
-    line["setup"] = ("primary + 2 replicas + 3 sentinels (down after 1 s), API, 2 workers "
-                     "x 5 slots, stub 1 s")  # fmt: skip
+        for acks in (-1, 0):
+            figures = await one_mode(args.redis, acks, args.rate, args.seconds, Path(tmp))
+            line["replica_ack_default" if acks < 0 else "replica_ack_0"] = figures
+    line["setup"] = (
+        "primary + 2 replicas + 3 sentinels (down after 1 s)"
+        if args.redis == "sentinel"
+        else "3 primaries + 1 replica each (node timeout 1 s)"
+    ) + ", API, 2 workers x 5 slots, stub 1 s"
     line["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, "
                        f"Python {platform.python_version()}")  # fmt: skip
     print(json.dumps(line))

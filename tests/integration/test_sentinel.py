@@ -84,7 +84,7 @@ async def test_a_failover_under_load_loses_no_accepted_job(
             return sentinels.master_port() not in (None, old)
 
         await wait_until(promoted, 30, "the sentinels to promote a replica")
-        await wait_until(lambda: _accepted_since(clients, killed_at, 10), 30, "201s again")
+        await wait_until(lambda: clients.accepted_since(killed_at, 10), 30, "201s again")
         await clients.pause()
 
         async def all_done() -> bool:
@@ -104,8 +104,3 @@ async def test_a_failover_under_load_loses_no_accepted_job(
         api.stop()
     for log in [*(tmp_path / "logs").glob("*.log"), tmp_path / "api.log"]:
         assert "Traceback" not in log.read_text(errors="replace"), log
-
-
-async def _accepted_since(clients: Clients, moment: float, n: int) -> bool:
-    later = [s for s, t in zip(clients.statuses, clients.times, strict=True) if t > moment]
-    return later.count(201) >= n

@@ -38,6 +38,11 @@ class Clients:
             self._pausing.set()
             await task
 
+    async def accepted_since(self, moment: float, n: int) -> bool:
+        """At least ``n`` answers of 201 came after ``moment`` (``time.monotonic()``)."""
+        later = [s for s, t in zip(self.statuses, self.times, strict=True) if t > moment]
+        return later.count(201) >= n
+
     async def close(self) -> None:
         await self.pause()
         await self.http.aclose()
