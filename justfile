@@ -59,9 +59,11 @@ fmt:
     uv run ruff format .
     uv run ruff check --fix .
 
-# Lint, type-check, then the whole test suite on real Redis (a private one if needed).
+# Lint, type-check, then the whole test suite on real Redis (a private one if needed);
+# without arguments, the engine's own tests once more on a private Redis Cluster after it.
 test *ARGS: lint
     uv run pytest {{ARGS}}
+    {{ if ARGS == "" { "TEST_REDIS_CLUSTER=1 uv run pytest -q tests/common" } else { "" } }}
 
 # Redis restarted under load as an operator would: 10 s away, default lease, 90 s after.
 chaos-restart *ARGS:

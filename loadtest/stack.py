@@ -16,17 +16,21 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import httpx
-import redis
+from redis.asyncio import Redis
 
 from imagequeue_common.embedded_redis import EmbeddedRedis, free_port
 from imagequeue_common.queue.keys import QueueKeys
+from imagequeue_common.redis_conn import command_client
 from imagequeue_common.store import open_store
 from loadtest.options import STUB_LATENCY_MAX_S, STUB_LATENCY_MIN_S, Options
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -234,21 +238,36 @@ class Stack:
         wait_for(lambda: answers(f"{self.stub_url}/stub/stats"), "the stub", [self.stub], 30)
 
     def _workers_live(self) -> bool:
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
-        try:
-            return int(client.zcard(QueueKeys.for_queue(self.queue).workers)) >= len(self.workers)
-        finally:
-            client.close()
+        live = on_redis(self.redis_url, lambda c: c.zcard(QueueKeys.for_queue(self.queue).workers))
+        return int(live) >= len(self.workers)
 
     def _delete_queue_keys(self) -> None:
         """Remove every key of this run's queue from a Redis that outlives the run."""
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=10)
-        try:
-            keys = list(client.scan_iter(match=f"*{{{self.queue}}}*", count=1000))
+
+        async def delete(client: Redis) -> None:
+            keys = await queue_keys(client, self.queue)
             for start in range(0, len(keys), 1000):
-                client.delete(*keys[start : start + 1000])
+                await client.delete(*keys[start : start + 1000])
+
+        on_redis(self.redis_url, delete)
+
+
+def on_redis(url: str, step: Callable[[Redis], Awaitable[T]]) -> T:
+    """``step`` on a short-lived client of ``url`` (plain, Sentinel or Cluster)."""
+
+    async def run() -> T:
+        client = command_client(url)
+        try:
+            return await step(client)
         finally:
-            client.close()
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+async def queue_keys(client: Redis, queue: str) -> list[str]:
+    """Every key of ``queue`` (on every primary of a cluster)."""
+    return [key async for key in client.scan_iter(match=f"*{{{queue}}}*", count=1000)]
 
 
 async def _migrate(database_url: str) -> None:

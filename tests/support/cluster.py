@@ -1,13 +1,14 @@
 """A real Redis Cluster on loopback: three primaries (each with a replica if asked), slots
 spread evenly.
 
-Each node is a ``redis-server --cluster-enabled yes`` child with its own directory; the
-cluster bus listens on the node's port + 10000, so the ports are taken below 50000.
+Each node is a ``redis-server --cluster-enabled yes`` child with its own directory.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,36 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from imagequeue_common.cluster import cluster_client, is_cluster_client, is_cluster_url
-from imagequeue_common.embedded_redis import free_port
 from tests.support.sentinel import Node, each_until
 
 ON_CLUSTER = os.environ.get("TEST_REDIS_CLUSTER") == "1"
 """The suite runs on a private cluster (``just test-cluster``)."""
 
 
-def _low_port() -> int:
-    while (port := free_port()) >= 50000 or port < 1024:
-        pass
-    return port
+def _node_port(taken: set[int]) -> int:
+    """A port whose bus port (+10000) is free too, both below the ephemeral range (Linux's
+    default starts at 32768): a client's outgoing connection cannot take either between
+    this choice and the node's start (seen: a bus port taken, the node aborting)."""
+    while True:
+        port = random.randrange(10_000, 22_000)
+        pair = {port, port + BUS_OFFSET}
+        if not pair & {p + d for p in taken for d in (0, BUS_OFFSET)} and all(
+            _bindable(p) for p in pair
+        ):
+            return port
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+BUS_OFFSET = 10_000
+"""The cluster bus listens on a node's port + 10000."""
 NODE_TIMEOUT_MS = 1000
 """How long the other nodes wait before they call a primary failed (its replica then takes
 over)."""
@@ -41,8 +59,16 @@ class ClusterSet:
 
     def __init__(self, root: Path, replicas: int = 0) -> None:
         self.nodes: list[Node] = []
+        try:
+            self._start(root, replicas)
+        except BaseException:
+            self.stop()  # no node outlives a failed start
+            raise
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def _start(self, root: Path, replicas: int) -> None:
         for i in range(3 * (1 + replicas)):
-            port, folder = _low_port(), root / f"node-{i}"
+            port, folder = _node_port({n.port for n in self.nodes}), root / f"node-{i}"
             folder.mkdir(parents=True)
             args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
@@ -58,10 +84,8 @@ class ClusterSet:
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         if created.returncode != 0:
-            self.stop()
             raise AssertionError(f"redis-cli --cluster create failed: {created.stdout[-1000:]}")
         self._wait_ok()
-        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def _wait_ok(self) -> None:
         each_until(self.nodes, lambda c: c.cluster("INFO").get("cluster_state") == "ok", 30,
@@ -111,5 +135,7 @@ async def every_client(redis: Redis) -> list[dict[str, Any]]:
     """``CLIENT LIST`` of the server (of every primary, on a cluster)."""
     if not is_cluster_client(redis):
         return list(await redis.client_list())
-    per_node = await redis.client_list(target_nodes=RedisCluster.PRIMARIES)
-    return [c for clients in per_node.values() for c in clients]  # type: ignore[union-attr]
+    per_node: dict[str, list[dict[str, Any]]] = await redis.client_list(  # type: ignore[assignment]
+        target_nodes=RedisCluster.PRIMARIES
+    )
+    return [c for clients in per_node.values() for c in clients]
