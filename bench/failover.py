@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bench.api import percentile
 from bench.engine import ROOT, Workers
@@ -141,6 +142,7 @@ async def one_mode(kind: str, acks: int, rate: float, seconds: float, tmp: Path)
         killed_at = kill_times[0]
         await asyncio.sleep(15)  # the leases of runs whose finish was lost run out: reruns
         ledger = JobLedger(redis, settings)
+        await _reachable(ledger)  # this client's first call after a failover may fail
         accepted = [job for _, status, _, job in answers if status == 201]
         jobs = {job_id: await _job_or_none(ledger, job_id) for job_id in accepted}
         starts = [j.started_at / 1000 for j in jobs.values() if j is not None and j.started_at]
@@ -177,6 +179,19 @@ async def _job_or_none(ledger: JobLedger, job_id: str) -> Job | None:
         return await ledger.get_job(job_id)
     except JobNotFoundError:  # not there: lost
         return None
+
+
+async def _reachable(ledger: JobLedger) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await ledger.get_job("-")
+        except JobNotFoundError:
+            return
+        except RedisError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def _ready(url: str) -> None:

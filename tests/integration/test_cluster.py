@@ -158,3 +158,31 @@ async def test_a_failover_under_load_loses_no_accepted_job(
         api.stop()
     for log in [*(tmp_path / "logs").glob("*.log"), tmp_path / "api.log"]:
         assert "Traceback" not in log.read_text(errors="replace"), log
+
+
+async def test_a_transaction_after_a_failover_fails_once_then_reaches_the_new_primary(
+    replicated: ClusterSet, queue_name: str
+) -> None:
+    settings = Settings(redis_url=replicated.url, queue_name=queue_name, rate_limit_max=0)
+    broker = EngineBroker(settings, replicated.url)
+    register_test_tasks(broker)
+    await broker.startup()
+    idle = command_client(replicated.url)  # knows the slots, says nothing during the failover
+    try:
+        job_id = await kick(broker, RECORD)
+        ledger = JobLedger(idle, settings)
+        assert (await ledger.get_job(job_id)).state == JobState.WAITING  # MULTI/EXEC
+        old = replicated.primary_of(ledger.keys.waiting)
+        old.kill()
+
+        async def promoted() -> bool:
+            return replicated.primary_of(ledger.keys.waiting) is not old
+
+        await wait_until(promoted, 30, "the replica to take over the queue's slot")
+        with pytest.raises(redis.ConnectionError):  # its connection was to the dead node
+            await ledger.get_job(job_id)
+        # (the replica had it: the enqueue waited for it, the default with a replica)
+        assert (await ledger.get_job(job_id)).state == JobState.WAITING
+    finally:
+        await idle.aclose()
+        await broker.shutdown()

@@ -17,7 +17,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, PipelineCommand, RedisCluster
 from redis.exceptions import ConnectionError, MovedError, TimeoutError
 
 from imagequeue_common.errors import SettingsError
@@ -92,6 +92,13 @@ class WaitingCluster(RedisCluster):
                 await self.initialize()
             return await super().execute_command(*args, **kwargs)
 
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        """A pipeline that learns the slots first when they are due, and marks them due
+        when its connection fails (see :class:`RelearningPipeline`)."""
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused there, as it says
+        return RelearningPipeline(self, transaction)  # type: ignore[abstract]  # (redis-py's own is too)
+
     async def replicas_of(self, key: str) -> int:
         """How many replicas the primary of ``key``'s slot has (as last learnt)."""
         if self._initialize:
@@ -126,6 +133,27 @@ class WaitingCluster(RedisCluster):
                 return replies
             self._initialize = True
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RelearningPipeline(ClusterPipeline):
+    """redis-py's cluster pipeline, made to notice a failover.
+
+    Its transactions (``MULTI``/``EXEC``) relearn the slots only every
+    ``reinitialize_steps`` errors, which :class:`WaitingCluster` sets to 0 (never): a
+    transaction on a dead primary's slot then failed for good (seen: still after 20 s,
+    with the replica promoted after 2). A failed connection here marks the slots due, so
+    this call fails and the next learns them first (the commands of a failed transaction
+    may have run, so it is not sent again here)."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        client = cast(WaitingCluster, self.cluster_client)
+        if client._initialize:
+            await client.initialize()
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except (ConnectionError, TimeoutError, OSError):
+            client._initialize = True
+            raise
 
 
 def cluster_client(url: str, *, max_connections: int = 32, **kwargs: Any) -> Redis:
