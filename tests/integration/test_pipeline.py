@@ -23,9 +23,10 @@ from imagequeue_common.contracts import CharacterRef, JobState, PoseRef
 from imagequeue_common.errors import GenerationDisabledError
 from imagequeue_common.generation import add_image_generation_job
 from imagequeue_common.images import check_image
-from imagequeue_common.queue.broker import EngineBroker, Lease
+from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.context import JobHandle
 from imagequeue_common.queue.jobs import Job
+from imagequeue_common.queue.lease import Lease
 from imagequeue_common.settings import Settings, replace
 from imagequeue_common.store import Character, CharacterStore, NewCharacter, open_store
 from imagequeue_worker.pipeline import ImagePipeline

@@ -46,10 +46,17 @@ async def wait_until(
 class WorkerProcess:
     """``imagequeue-worker run`` with the test tasks, in its own process group."""
 
-    def __init__(self, env: dict[str, str], processes: int = 1, log_dir: Path | None = None):
+    def __init__(
+        self, env: dict[str, str], processes: int = 1, log_dir: Path | None = None,
+        *, argv: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        """``argv``: another command than ``imagequeue-worker run`` with the test tasks
+        (``-m`` module and arguments for this python, e.g. taskiq's own worker)."""
         self.env = env
         self.processes = processes
         self.log_dir = log_dir
+        self.argv = argv or ["-m", "imagequeue_worker", "run", "--processes", str(processes),
+                             "--broker", "tests.support.tasks:create_broker"]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
@@ -61,10 +68,8 @@ class WorkerProcess:
             log_path = str(self.log_dir / f"worker-{time.monotonic_ns()}.log")
         with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "imagequeue_worker", "run",
-                 "--processes", str(self.processes),
-                 "--broker", "tests.support.tasks:create_broker"],
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, *self.argv], env=env, cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         return self
 

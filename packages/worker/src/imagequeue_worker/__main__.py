@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run worker processes")
     run.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     run.add_argument("--broker", default="imagequeue_worker.app:create_broker",
-                     help=argparse.SUPPRESS)  # fmt: skip
+                     metavar="MODULE:NAME",
+                     help="the broker to run, with your own tasks registered on it: a "
+                          "module's broker object or a function that returns one "
+                          "(default imagequeue_worker.app:create_broker; see the README, "
+                          "'Your own tasks')")  # fmt: skip
     sub.add_parser("scheduler", help="run the cleanup schedule")
     sub.add_parser("clean", help="remove finished jobs past retention now")
     args = parser.parse_args(argv)

@@ -16,27 +16,24 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from taskiq import AckableMessage, AsyncBroker, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage
 
 from imagequeue_common.contracts import Priority
-from imagequeue_common.errors import (
-    InvalidJobError,
-    LeaseLostError,
-    QueueUnavailableError,
-)
+from imagequeue_common.errors import InvalidJobError, QueueUnavailableError
 from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.finisher import Finisher, report
 from imagequeue_common.queue.formatter import MsgspecFormatter, encode_call
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
 from imagequeue_common.queue.labels import delay_ms, label_int, label_str
+from imagequeue_common.queue.lease import Lease, unacked_outcome
 from imagequeue_common.queue.ledger import Enqueued, FinishOp, JobLedger
+from imagequeue_common.queue.outcomes import OutcomeMiddleware
 from imagequeue_common.queue.result_backend import JobResultBackend
 from imagequeue_common.queue.retry import Outcome, RetryPolicy
 from imagequeue_common.queue.runlog import log_outcome
@@ -48,25 +45,6 @@ log = logging.getLogger("imagequeue.engine")
 
 IDLE_BLOCK_MS = 5000
 """Longest an idle worker blocks before it asks again (a guard against lost connections)."""
-
-_UNRUNNABLE = Outcome(
-    "failed", error="the worker could not run this message (malformed, or unknown task name)"
-)
-
-
-@dataclass(slots=True)
-class Lease:
-    """A job this worker holds, from claim to the recorded end of its run."""
-
-    job_id: str
-    token: str
-    attempts: int
-    max_attempts: int
-    outcome: Outcome | None = None
-    lost: bool = False
-    """Recovery took the job back (the heartbeat or the run found out): its end must not
-    be recorded, and is not promised."""
-    started: float = field(default_factory=time.monotonic)
 
 
 class EngineBroker(AsyncBroker):
@@ -127,20 +105,25 @@ class EngineBroker(AsyncBroker):
             raise
         self._ledger = JobLedger(self._client, self.settings, namespace=self.namespace)
         if self.is_worker_process:
-            self._blocking = blocking_client(self.redis_url)
-            self._finisher = Finisher(self._ledger, retry_s=self.settings.redis_retry_ms / 1000)
-            self._finisher.start()
-            await self._beat()
-            self._heartbeat = asyncio.create_task(
-                self._heartbeat_loop(), name="imagequeue-heartbeat"
-            )
+            await self._start_consuming()
         await super().startup()  # the worker's own startup handlers (store, HTTP client)
         if self.is_worker_process:
             freeze_startup_heap()
 
+    async def _start_consuming(self) -> None:
+        """What taking jobs needs: a client for the idle wait, the finisher that records
+        runs, the heartbeat that renews their leases (at startup in a worker process; at
+        the first :meth:`listen` in any other)."""
+        self._blocking = blocking_client(self.redis_url)
+        self._finisher = Finisher(self.ledger, retry_s=self.settings.redis_retry_ms / 1000)
+        self._finisher.start()
+        await self._beat()
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="imagequeue-heartbeat")
+
     async def shutdown(self) -> None:
         """Stop taking work, record finished runs, give back unstarted jobs, close clients."""
         await super().shutdown()
+        consumed = self._finisher is not None
         self._stopping.set()
         if self._heartbeat is not None:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -152,7 +135,7 @@ class EngineBroker(AsyncBroker):
             self._finisher = None
         if self._ledger is not None and self._leases:
             await self._release_unfinished(self._ledger)
-        if self._ledger is not None and self.is_worker_process:
+        if self._ledger is not None and consumed:
             await self._deregister(self._ledger)
         for client in (self._blocking, self._client):
             if client is not None:
@@ -196,6 +179,8 @@ class EngineBroker(AsyncBroker):
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         """Yield one leased job per call; taskiq asks only when a slot is free."""
+        if self._finisher is None:
+            await self._start_consuming()
         while True:
             if self._ready:
                 yield self._ready.popleft()
@@ -234,20 +219,43 @@ class EngineBroker(AsyncBroker):
         return result
 
     def _message(self, job: Claimed, lease: Lease) -> AckableMessage:
-        async def ack() -> None:
-            # Called by taskiq after the run (and after OutcomeMiddleware decided its end).
-            if self._leases.get(lease.job_id) is lease:
-                del self._leases[lease.job_id]
-            if lease.lost:  # the finish script would refuse it; log_outcome said so
-                return
-            outcome = lease.outcome or _UNRUNNABLE
-            if self._finisher is None:
-                raise QueueUnavailableError("the broker is shut down")
-            self._finisher.submit(
-                FinishOp(lease.job_id, lease.token, outcome.kind, outcome.value, outcome.error)
-            )
+        async def ack() -> None:  # taskiq's, at the moment the task's ack_type says
+            if (outcome := lease.ack()) is not None:
+                self.settle(lease, outcome)
 
         return AckableMessage(data=job.payload.encode(), ack=ack)
+
+    def settle(self, lease: Lease, outcome: Outcome) -> None:
+        """Record the end of ``lease``'s run (once; see ``queue.lease``)."""
+        if lease.settled:
+            return
+        lease.settled = True
+        if self._leases.get(lease.job_id) is lease:
+            del self._leases[lease.job_id]
+        if outcome is lease.outcome:  # the run's own end (not unrunnable, nor unacked)
+            log_outcome(lease, outcome, lease.error, lease.ran_s)
+        if lease.lost:  # the finish script would refuse it; log_outcome said so
+            return
+        if self._finisher is None:
+            raise QueueUnavailableError("the broker is shut down")
+        self._finisher.submit(
+            FinishOp(lease.job_id, lease.token, outcome.kind, outcome.value, outcome.error)
+        )
+
+    def _give_back_unacked(self) -> None:
+        """Runs that ended unacked a beat short of a lease period ago go back for another
+        delivery, so each is given back within one lease period of its end."""
+        grace = self.settings.lease_ms * 2 / 3000
+        now = time.monotonic()
+        for lease in list(self._leases.values()):
+            if lease.unacked_for(grace, now):
+                outcome = unacked_outcome(lease.attempts, lease.max_attempts)
+                log.warning("Job %s ended without an ack - %s", lease.job_id,
+                            "redelivered" if outcome.kind == "retry" else
+                            "moved to the dead-letter queue",
+                            extra={"job_id": lease.job_id, "attempt": lease.attempts,
+                                   "outcome": outcome.kind})  # fmt: skip
+                self.settle(lease, outcome)
 
     async def _wait(self, result: ClaimResult) -> None:
         if result.status == "limited":
@@ -257,7 +265,7 @@ class EngineBroker(AsyncBroker):
         if result.status == "empty" and result.wait_ms >= 0:
             timeout = min(timeout, result.wait_ms)
         if self._blocking is None:
-            raise QueueUnavailableError("listen() needs a started worker broker")
+            raise QueueUnavailableError("the broker is shut down")
         # After a Redis restart this client's pooled connection is dead: the client itself
         # retries once on a fresh one (see redis_conn); a wait only pops wake-up tokens.
         await self.ledger.wait_for_work(self._blocking, timeout)
@@ -278,6 +286,7 @@ class EngineBroker(AsyncBroker):
 
     async def _beat(self) -> None:
         ledger = self.ledger
+        self._give_back_unacked()
         info = msgspec.json.encode(
             {
                 "host": socket.gethostname(),
@@ -325,31 +334,3 @@ class EngineBroker(AsyncBroker):
             log.warning("could not give back %d jobs at shutdown (%s)", len(leases), exc)
         else:
             log.info("gave back %d unstarted jobs at shutdown", released)
-
-
-class OutcomeMiddleware(TaskiqMiddleware):
-    """Decides each run's end (complete, retry later, dead-letter, cancelled) from its result."""
-
-    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
-        """Store the decided outcome on the lease; the broker's ack records it."""
-        broker = self.broker
-        if not isinstance(broker, EngineBroker):
-            return
-        lease = broker.lease(message.task_id)
-        if lease is None:
-            return
-        error = result.error if result.is_err else None
-        if isinstance(error, LeaseLostError):
-            lease.lost = True
-        value = "" if result.is_err else _encode_result(result.return_value)
-        lease.outcome = broker.policy.decide(
-            attempts=lease.attempts, max_attempts=lease.max_attempts, error=error, value=value
-        )
-        log_outcome(lease, lease.outcome, error, time.monotonic() - lease.started)
-
-
-def _encode_result(value: object) -> str:
-    try:
-        return msgspec.json.encode(value).decode()
-    except (TypeError, ValueError):
-        return msgspec.json.encode(repr(value)).decode()

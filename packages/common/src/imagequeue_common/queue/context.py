@@ -18,7 +18,8 @@ from taskiq import Context, TaskiqDepends
 
 from imagequeue_common.errors import JobCancelledError, LeaseLostError, QueueUnavailableError
 from imagequeue_common.outage import RedisOutage
-from imagequeue_common.queue.broker import EngineBroker, Lease
+from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.queue.lease import Lease
 from imagequeue_common.queue.ledger import JobLedger
 
 log = logging.getLogger("imagequeue.worker")

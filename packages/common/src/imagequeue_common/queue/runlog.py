@@ -14,7 +14,7 @@ from imagequeue_common.outage import unreachable
 from imagequeue_common.queue.retry import Outcome, short_error
 
 if TYPE_CHECKING:
-    from imagequeue_common.queue.broker import Lease
+    from imagequeue_common.queue.lease import Lease
 
 log = logging.getLogger("imagequeue.engine")
 

@@ -1,0 +1,70 @@
+"""The middleware that turns each run's result into the job's next state.
+
+It sees the run begin (``pre_execute``: the lease's run is live) and end (``post_execute``:
+the retry policy decides complete, retry later, dead-letter or cancelled from the result),
+and hands the outcome to whatever holds the lease — the broker records it, and logs the
+seed's lifecycle line, once taskiq has acked too (see ``queue.lease``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
+
+from imagequeue_common.errors import LeaseLostError
+from imagequeue_common.queue.lease import Lease
+from imagequeue_common.queue.retry import Outcome, RetryPolicy
+
+
+@runtime_checkable
+class LeaseHolder(Protocol):
+    """What the middleware needs of its broker (``EngineBroker``)."""
+
+    policy: RetryPolicy
+
+    def lease(self, job_id: str) -> Lease | None:
+        """This worker's lease on ``job_id``, if it holds one."""
+
+    def settle(self, lease: Lease, outcome: Outcome) -> None:
+        """Record the end of ``lease``'s run as ``outcome``."""
+
+
+class OutcomeMiddleware(TaskiqMiddleware):
+    """Decides each run's end (complete, retry later, dead-letter, cancelled) from its result."""
+
+    def _lease(self, message: TaskiqMessage) -> tuple[LeaseHolder, Lease] | None:
+        holder = self.broker
+        if not isinstance(holder, LeaseHolder):
+            return None
+        lease = holder.lease(message.task_id)
+        return None if lease is None else (holder, lease)
+
+    def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        """The lease's run is live: an ack from now on waits for its outcome."""
+        if (held := self._lease(message)) is not None:
+            held[1].running = True
+        return message
+
+    def post_execute(self, message: TaskiqMessage, result: TaskiqResult[Any]) -> None:
+        """Decide the outcome; record it now if taskiq acked already, else at the ack."""
+        if (held := self._lease(message)) is None:
+            return
+        holder, lease = held
+        error = result.error if result.is_err else None
+        if isinstance(error, LeaseLostError):
+            lease.lost = True
+        value = "" if result.is_err else _encode_result(result.return_value)
+        outcome = holder.policy.decide(
+            attempts=lease.attempts, max_attempts=lease.max_attempts, error=error, value=value
+        )
+        if (ready := lease.end(outcome, error)) is not None:
+            holder.settle(lease, ready)
+
+
+def _encode_result(value: object) -> str:
+    try:
+        return msgspec.json.encode(value).decode()
+    except (TypeError, ValueError):
+        return msgspec.json.encode(repr(value)).decode()
