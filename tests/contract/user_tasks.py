@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from taskiq import Context, TaskiqDepends
+from pydantic import BaseModel
+from taskiq import Context, NoResultError, TaskiqDepends
+from taskiq.depends.progress_tracker import ProgressTracker, TaskState
 
 from imagequeue_worker.app import create_broker
 
@@ -51,3 +53,45 @@ async def add_and_ack(a: int, b: int, context: Annotated[Context, TaskiqDepends(
 async def never_acks(context: Annotated[Context, TaskiqDepends()]) -> int:
     """Ends without ever acking: the message is the broker's to deliver again."""
     return await _note_run(context)
+
+
+class Thumbnail(BaseModel):
+    """A pydantic model as a task's argument and return value."""
+
+    url: str
+    size: int
+
+
+@broker.task
+async def resize(thumb: Thumbnail, context: Annotated[Context, TaskiqDepends()]) -> Thumbnail:
+    """Gets a model (parsed from JSON by taskiq) and returns one."""
+    await _note_run(context)
+    assert isinstance(thumb, Thumbnail), type(thumb)  # a dict here would fail the run
+    return Thumbnail(url=thumb.url, size=thumb.size * 2)
+
+
+@broker.task
+async def refuses(context: Annotated[Context, TaskiqDepends()]) -> None:
+    """Raises a plain exception: a task that asked for no retries fails at once."""
+    await _note_run(context)
+    raise LookupError("no such image: a.png")
+
+
+@broker.task
+async def reports(
+    context: Annotated[Context, TaskiqDepends()],
+    progress: Annotated[ProgressTracker[dict[str, int]], TaskiqDepends()],
+) -> int:
+    """Reports progress through taskiq's ProgressTracker, then waits to be looked at."""
+    await _note_run(context)
+    await progress.set_progress(TaskState.STARTED, {"done": 3, "of": 4})
+    queue = broker.settings.queue_name
+    await broker.ledger.client.blpop([f"contract:{{{queue}}}:go"], timeout=20)
+    return 4
+
+
+@broker.task
+async def wants_no_result(context: Annotated[Context, TaskiqDepends()]) -> None:
+    """Raises taskiq's NoResultError: done, with nothing to store."""
+    await _note_run(context)
+    raise NoResultError

@@ -47,6 +47,12 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    @property
+    def is_final(self) -> bool:
+        """Completed, failed (dead-lettered) or cancelled: the job will not run again
+        unless someone sends it back."""
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]

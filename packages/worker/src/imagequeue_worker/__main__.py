@@ -23,16 +23,17 @@ from imagequeue_worker.app import build_broker, create_scheduler
 
 
 def worker_args(settings: Settings, processes: int, broker: str) -> WorkerArgs:
-    """taskiq worker arguments: one claim per free slot (no prefetch), ack after the run."""
+    """taskiq worker arguments: one claim per free slot (no prefetch), ack once the result
+    is stored (taskiq's default; a task's ``ack_type`` label may say otherwise)."""
     return WorkerArgs(
         broker=broker,
         modules=[],
         workers=processes,
         max_async_tasks=settings.worker_concurrency,
         max_prefetch=0,
-        # Payloads are validated by msgspec inside the tasks; taskiq's second, pydantic pass
-        # over every argument would only cost time.
-        no_parse=True,
+        # taskiq parses each argument into its annotated type (your tasks' pydantic models);
+        # generate_image takes a plain dict and validates it with msgspec itself.
+        no_parse=False,
         receiver="imagequeue_common.queue.receiver:EngineReceiver",
         ack_type=AcknowledgeType.WHEN_SAVED,
         shutdown_timeout=10,

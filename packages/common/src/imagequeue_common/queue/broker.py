@@ -8,17 +8,14 @@ workers to the queue; a run's end is recorded by the ``finish`` script under its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from taskiq import AckableMessage, AsyncBroker
@@ -29,9 +26,10 @@ from imagequeue_common.errors import InvalidJobError, QueueUnavailableError
 from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.finisher import Finisher, report
 from imagequeue_common.queue.formatter import MsgspecFormatter, encode_call
+from imagequeue_common.queue.heartbeat import Heartbeat
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
-from imagequeue_common.queue.labels import delay_ms, label_int, label_str
-from imagequeue_common.queue.lease import Lease, unacked_outcome
+from imagequeue_common.queue.labels import delay_ms, label_str, max_attempts
+from imagequeue_common.queue.lease import Lease
 from imagequeue_common.queue.ledger import Enqueued, FinishOp, JobLedger
 from imagequeue_common.queue.outcomes import OutcomeMiddleware
 from imagequeue_common.queue.result_backend import JobResultBackend
@@ -52,8 +50,8 @@ class EngineBroker(AsyncBroker):
 
     def __init__(self, settings: Settings, redis_url: str, *, namespace: str = "iq") -> None:
         super().__init__()
-        self.with_result_backend(JobResultBackend(self))
         self.settings = settings
+        self.with_result_backend(JobResultBackend(self))
         self.redis_url = redis_url
         self.namespace = namespace
         self.formatter = MsgspecFormatter()
@@ -63,14 +61,16 @@ class EngineBroker(AsyncBroker):
         self._blocking: Redis | None = None
         self._ledger: JobLedger | None = None
         self._finisher: Finisher | None = None
-        self._heartbeat: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._heartbeat: Heartbeat | None = None
         self._leases: dict[str, Lease] = {}
+        self._settled: OrderedDict[str, Lease] = OrderedDict()
+        """The last runs settled here (a few per slot): ``run_of`` for the result backend,
+        whose ``set_result`` comes after the settling under some ack types."""
+        self._settled_cap = max(64, 4 * settings.worker_concurrency)
         self._ready: deque[AckableMessage] = deque()
         self._claiming: asyncio.Task[ClaimResult] | None = None
         self._claim_outage = RedisOutage("claim", log, retry_s=settings.redis_retry_ms / 1000)
         retry_s = settings.redis_retry_ms / 1000
-        self._beat_outage = RedisOutage("heartbeat", log, retry_s=retry_s)
         self.run_outage = RedisOutage("job", log, retry_s=retry_s)
         """For the Redis calls of running jobs (progress, rate-limit permits): see JobHandle."""
         self.add_middlewares(OutcomeMiddleware())
@@ -93,6 +93,10 @@ class EngineBroker(AsyncBroker):
     def lease(self, job_id: str) -> Lease | None:
         """This worker's lease on ``job_id``, if it holds one."""
         return self._leases.get(job_id)
+
+    def run_of(self, job_id: str) -> Lease | None:
+        """The lease of this worker's current or recently ended run of ``job_id``."""
+        return self._leases.get(job_id) or self._settled.get(job_id)
 
     async def startup(self) -> None:
         """Connect; in a worker, also start the finisher and the heartbeat."""
@@ -117,16 +121,15 @@ class EngineBroker(AsyncBroker):
         self._blocking = blocking_client(self.redis_url)
         self._finisher = Finisher(self.ledger, retry_s=self.settings.redis_retry_ms / 1000)
         self._finisher.start()
-        await self._beat()
-        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="imagequeue-heartbeat")
+        self._heartbeat = Heartbeat(self.ledger, self.settings, self.worker_id, self._leases)
+        await self._heartbeat.start()
 
     async def shutdown(self) -> None:
         """Stop taking work, record finished runs, give back unstarted jobs, close clients."""
         await super().shutdown()
         consumed = self._finisher is not None
-        self._stopping.set()
         if self._heartbeat is not None:
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            await self._heartbeat.stop()
             self._heartbeat = None
         if self._claiming is not None:
             await asyncio.gather(self._claiming, return_exceptions=True)
@@ -143,8 +146,8 @@ class EngineBroker(AsyncBroker):
         self._client = self._blocking = self._ledger = None
 
     async def kick(self, message: BrokerMessage) -> None:
-        """Enqueue one job from a taskiq message (labels: priority, delay, user_id,
-        max_attempts, ref)."""
+        """Enqueue one job from a taskiq message (labels: priority, delay, user_id, ref,
+        retries, max_attempts)."""
         await self._enqueue(message.task_id, message.task_name, message.message, message.labels)
 
     async def submit(
@@ -158,6 +161,8 @@ class EngineBroker(AsyncBroker):
     async def _enqueue(
         self, job_id: str, task_name: str, data: bytes, labels: dict[str, Any]
     ) -> Enqueued:
+        if (task := self.find_task(task_name)) is not None:  # as its decorator says
+            labels = {**task.labels, **labels}
         try:
             priority = Priority.parse(labels.get("priority", Priority.NORMAL))
         except ValueError as exc:
@@ -170,7 +175,7 @@ class EngineBroker(AsyncBroker):
                 priority=priority,
                 user_id=label_str(labels, "user_id"),
                 delay_ms=delay_ms(labels.get("delay")),
-                max_attempts=label_int(labels, "max_attempts"),
+                max_attempts=max_attempts(labels, self.settings.job_retries),
                 user_quota=self.settings.user_max_pending,
                 ref=label_str(labels, "ref"),
             )
@@ -232,6 +237,9 @@ class EngineBroker(AsyncBroker):
         lease.settled = True
         if self._leases.get(lease.job_id) is lease:
             del self._leases[lease.job_id]
+        self._settled[lease.job_id] = lease  # for the result backend, which may come later
+        while len(self._settled) > self._settled_cap:
+            self._settled.popitem(last=False)
         if outcome is lease.outcome:  # the run's own end (not unrunnable, nor unacked)
             log_outcome(lease, outcome, lease.error, lease.ran_s)
         if lease.lost:  # the finish script would refuse it; log_outcome said so
@@ -241,21 +249,6 @@ class EngineBroker(AsyncBroker):
         self._finisher.submit(
             FinishOp(lease.job_id, lease.token, outcome.kind, outcome.value, outcome.error)
         )
-
-    def _give_back_unacked(self) -> None:
-        """Runs that ended unacked a beat short of a lease period ago go back for another
-        delivery, so each is given back within one lease period of its end."""
-        grace = self.settings.lease_ms * 2 / 3000
-        now = time.monotonic()
-        for lease in list(self._leases.values()):
-            if lease.unacked_for(grace, now):
-                outcome = unacked_outcome(lease.attempts, lease.max_attempts)
-                log.warning("Job %s ended without an ack - %s", lease.job_id,
-                            "redelivered" if outcome.kind == "retry" else
-                            "moved to the dead-letter queue",
-                            extra={"job_id": lease.job_id, "attempt": lease.attempts,
-                                   "outcome": outcome.kind})  # fmt: skip
-                self.settle(lease, outcome)
 
     async def _wait(self, result: ClaimResult) -> None:
         if result.status == "limited":
@@ -269,53 +262,6 @@ class EngineBroker(AsyncBroker):
         # After a Redis restart this client's pooled connection is dead: the client itself
         # retries once on a fresh one (see redis_conn); a wait only pops wake-up tokens.
         await self.ledger.wait_for_work(self._blocking, timeout)
-
-    async def _heartbeat_loop(self) -> None:
-        interval = self.settings.lease_ms / 3000
-        while True:
-            # Woken early by shutdown; never cancelled in the middle of a Redis call. While
-            # Redis is away, tried every REDIS_RETRY_MS: the leases are renewed as soon as
-            # it is back, not up to a third of a lease later.
-            wait = self._beat_outage.retry_s if self._beat_outage.down else interval
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
-            if self._stopping.is_set():
-                return
-            with self._beat_outage:
-                await self._beat()
-
-    async def _beat(self) -> None:
-        ledger = self.ledger
-        self._give_back_unacked()
-        info = msgspec.json.encode(
-            {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "concurrency": self.settings.worker_concurrency,
-                "running": len(self._leases),
-            }
-        ).decode()
-        leases = [(lease.job_id, lease.token) for lease in self._leases.values()]
-        lost, _ = await ledger.extend(self.worker_id, info, leases)
-        for job_id in lost:
-            if (held := self._leases.get(job_id)) is not None:
-                held.lost = True
-            log.warning("lost the lease on job %s (it was recovered elsewhere)", job_id)
-        if self._beat_outage.down or self._just_back():
-            return  # the first beats after an outage renew only
-        requeued, dead = await ledger.recover_stalled()
-        for job_id in requeued:
-            log.warning("Job %s stalled - will be retried", job_id)
-        for job_id in dead:
-            log.error("Job %s stalled too often - moved to the dead-letter queue", job_id)
-
-    def _just_back(self) -> bool:
-        """Redis came back less than one beat (plus a retry) ago: other workers' leases
-        may have run out while it was away, and they have not renewed yet. Their running
-        jobs are not stalled; recovery waits until every live worker had its chance."""
-        back = self._beat_outage.back_at
-        grace = (self.settings.lease_ms / 3 + self.settings.redis_retry_ms) / 1000
-        return back is not None and time.monotonic() - back < grace
 
     async def _deregister(self, ledger: JobLedger) -> None:
         try:

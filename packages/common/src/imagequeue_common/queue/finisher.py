@@ -36,7 +36,7 @@ class Finisher:
     def start(self) -> None:
         """Start the flusher task."""
         self._task = asyncio.create_task(self._run(), name="imagequeue-finisher")
-        self._task.add_done_callback(_log_death)
+        self._task.add_done_callback(log_death)
 
     def submit(self, op: FinishOp) -> None:
         """Queue one run's end; the flusher looks at it after ``FLUSH_DELAY_S``."""
@@ -129,6 +129,7 @@ def report(batch: Sequence[FinishOp], applied: Sequence[bool]) -> None:
 _PLANNED = {"retry": "a retry", "failed": "the dead-letter queue"}
 
 
-def _log_death(task: asyncio.Task[None]) -> None:
+def log_death(task: asyncio.Task[None]) -> None:
+    """A done-callback for a long-lived task: an exception it died of is logged."""
     if not task.cancelled() and task.exception() is not None:
         log.error("task %s died", task.get_name(), exc_info=task.exception())

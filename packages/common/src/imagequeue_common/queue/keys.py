@@ -62,6 +62,14 @@ class QueueKeys(NamedTuple):
         """The string holding one job's payload."""
         return f"{self.prefix}job:{job_id}:data"
 
+    def result(self, task_id: str) -> str:
+        """taskiq's stored result of one task (see ``queue.result_backend``)."""
+        return f"{self.prefix}result:{task_id}"
+
+    def progress(self, task_id: str) -> str:
+        """taskiq's stored progress of one task (``ProgressTracker``)."""
+        return f"{self.prefix}progress:{task_id}"
+
     def worker(self, worker_id: str) -> str:
         """The hash describing one live worker."""
         return f"{self.prefix}worker:{worker_id}"

@@ -1,4 +1,4 @@
-"""A job's taskiq labels (delay, user_id, ref, max_attempts), checked and converted."""
+"""A job's taskiq labels (delay, user_id, ref, retries, max_attempts), checked and converted."""
 
 from __future__ import annotations
 
@@ -37,3 +37,26 @@ def label_int(labels: dict[str, Any], name: str) -> int | None:
         return int(str(raw))
     except ValueError:
         raise InvalidJobError(f"label {name} must be a whole number, got {raw!r}") from None
+
+
+ENGINE_RETRIES = "engine"
+"""The ``retries`` label's value for the engine's own retry policy: ``JOB_RETRIES`` retries
+with its backoff (what ``generate_image`` has)."""
+
+
+def max_attempts(labels: dict[str, Any], job_retries: int) -> int:
+    """How many runs a job may have, from its labels: ``max_attempts``, else ``retries``
+    (a number, or ``engine`` for ``job_retries``) plus the first run, else one run — a
+    plain taskiq task is not retried unless it asks."""
+    explicit = label_int(labels, "max_attempts")
+    if explicit is not None:
+        return explicit
+    retries = labels.get("retries")
+    if retries is None or retries == "":
+        return 1
+    if str(retries) == ENGINE_RETRIES:
+        return job_retries + 1
+    count = label_int(labels, "retries")
+    if count is None or count < 0:
+        raise InvalidJobError(f"label retries must be a whole number or 'engine', got {retries!r}")
+    return count + 1

@@ -11,9 +11,10 @@ finisher) only once both have happened:
   ``post_execute`` from the run's result.
 
 A message taskiq acked without running it (malformed, unknown task name) settles as failed
-at the ack. A run that ended without an ack is not the worker's to finish: one lease period
-after its end the job is given back for another delivery (or dead-lettered once it has had
-all its attempts) — the lease belongs to a live run, not to an entry in a dict.
+at the ack. A run that ended without an ack is not the worker's to finish: the heartbeat
+stops renewing its lease, so the job is delivered again once the lease runs out, as after
+a worker's death (``STALL_LIMIT`` times, then dead-lettered) — the lease belongs to a live
+run, not to an entry in a dict.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from imagequeue_common.queue.retry import Outcome
 UNRUNNABLE = Outcome(
     "failed", error="the worker could not run this message (malformed, or unknown task name)"
 )
-UNACKED = "the run ended without an ack"
-"""The error recorded for a run that ended and was never acked (``ack_type`` manual)."""
 
 
 @dataclass(slots=True)
@@ -80,11 +79,3 @@ class Lease:
             and self.ended_at is not None
             and now - self.ended_at >= seconds
         )
-
-
-def unacked_outcome(attempts: int, max_attempts: int) -> Outcome:
-    """The end of a run nobody acked: another delivery at once, or the dead-letter queue
-    once the job has had all its attempts."""
-    if attempts >= max_attempts:
-        return Outcome("failed", error=f"{UNACKED} (gave up after {attempts} attempts)")
-    return Outcome("retry", value="0", error=UNACKED)

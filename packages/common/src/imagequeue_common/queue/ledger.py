@@ -367,6 +367,13 @@ class JobLedger:
             raise JobNotFoundError(job_id)
         return Job.from_hash(job_id, fields, payload or "")
 
+    async def find_job(self, job_id: str) -> Job | None:
+        """One job, or None when there is none of that id."""
+        try:
+            return await self.get_job(job_id)
+        except JobNotFoundError:
+            return None
+
     async def position(self, job_id: str) -> int | None:
         """Jobs ahead of ``job_id`` in claim order, or None when it is not waiting."""
         rank = await self.client.zrank(self.keys.waiting, job_id)

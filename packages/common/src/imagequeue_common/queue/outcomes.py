@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
-from taskiq import TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+from taskiq import NoResultError, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
 from imagequeue_common.errors import LeaseLostError
 from imagequeue_common.queue.lease import Lease
@@ -53,6 +54,8 @@ class OutcomeMiddleware(TaskiqMiddleware):
             return
         holder, lease = held
         error = result.error if result.is_err else None
+        if isinstance(error, NoResultError):  # the task asked for no result: it is done
+            error = None
         if isinstance(error, LeaseLostError):
             lease.lost = True
         value = "" if result.is_err else _encode_result(result.return_value)
@@ -64,7 +67,13 @@ class OutcomeMiddleware(TaskiqMiddleware):
 
 
 def _encode_result(value: object) -> str:
+    """A run's return value as JSON, as taskiq's own serialisation would write it (pydantic
+    models, dataclasses, datetimes...); its ``repr`` only when JSON cannot hold it."""
     try:
         return msgspec.json.encode(value).decode()
     except (TypeError, ValueError):
+        pass
+    try:
+        return msgspec.json.encode(to_jsonable_python(value)).decode()
+    except (TypeError, ValueError, PydanticSerializationError):
         return msgspec.json.encode(repr(value)).decode()
