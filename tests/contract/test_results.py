@@ -6,7 +6,6 @@ processes on real Redis; and the result backend on its own, for any task id."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,15 +18,10 @@ from taskiq.kicker import AsyncKicker
 from imagequeue_common.contracts import JobState
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import Settings
-from tests.contract.test_acks import MODULE, kicker, runs, start
-from tests.support.procs import WorkerProcess, wait_until
+from tests.contract.test_acks import MODULE, kicker, runs
+from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
-
-CLIS = {
-    "taskiq": ["-m", "taskiq", "worker", f"{MODULE}:broker"],
-    "imagequeue": ["-m", "imagequeue_worker", "run", "--broker", f"{MODULE}:broker"],
-}
 
 
 class Thumbnail(BaseModel):
@@ -35,15 +29,6 @@ class Thumbnail(BaseModel):
 
     url: str
     size: int
-
-
-@pytest.fixture(params=sorted(CLIS))
-def worker(
-    request: pytest.FixtureRequest, settings: Settings, workers: list[WorkerProcess],
-    tmp_path: Path,
-) -> str:  # fmt: skip
-    start(workers, settings, tmp_path, CLIS[request.param])
-    return str(request.param)
 
 
 async def test_a_model_goes_in_and_comes_back(worker: str, client: EngineBroker) -> None:

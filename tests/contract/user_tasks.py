@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import BaseModel
-from taskiq import Context, NoResultError, TaskiqDepends
+from taskiq import Context, NoResultError, SmartRetryMiddleware, TaskiqDepends
 from taskiq.depends.progress_tracker import ProgressTracker, TaskState
 
 from imagequeue_worker.app import create_broker
@@ -95,3 +95,30 @@ async def wants_no_result(context: Annotated[Context, TaskiqDepends()]) -> None:
     """Raises taskiq's NoResultError: done, with nothing to store."""
     await _note_run(context)
     raise NoResultError
+
+
+@broker.task
+async def requeues_once(context: Annotated[Context, TaskiqDepends()]) -> str:
+    """Sends itself again on its first run (taskiq's ``context.requeue()``)."""
+    if await _note_run(context) == 1:
+        await context.requeue()
+    return str(context.message.labels.get("X-Taskiq-requeue", ""))
+
+
+@broker.task(retry_on_error=True, max_retries=3)
+async def fails_twice(context: Annotated[Context, TaskiqDepends()]) -> int:
+    """Retried by taskiq's SmartRetryMiddleware (added below): fails twice, then returns."""
+    run = await _note_run(context)
+    if run < 3:
+        raise ConnectionError(f"upstream down (run {run})")
+    return run
+
+
+@broker.task(retry_on_error=True, max_retries=2)
+async def always_fails(context: Annotated[Context, TaskiqDepends()]) -> None:
+    """Retried by SmartRetryMiddleware until it gives up."""
+    await _note_run(context)
+    raise PermissionError("the upstream refuses this key")
+
+
+broker.add_middlewares(SmartRetryMiddleware(default_delay=0.05))

@@ -147,7 +147,14 @@ class EngineBroker(AsyncBroker):
 
     async def kick(self, message: BrokerMessage) -> None:
         """Enqueue one job from a taskiq message (labels: priority, delay, user_id, ref,
-        retries, max_attempts)."""
+        retries, max_attempts). A run that kicks its own task id again (taskiq's
+        ``context.requeue()``, its retry middlewares) is delivered again, with the new
+        message, after its ``delay`` once this run has ended."""
+        lease = self._leases.get(message.task_id)
+        if lease is not None and lease.ended_at is None and not lease.lost:
+            await self.ledger.replace_payload(message.task_id, message.message.decode())
+            lease.again_ms = delay_ms(message.labels.get("delay"))
+            return
         await self._enqueue(message.task_id, message.task_name, message.message, message.labels)
 
     async def submit(

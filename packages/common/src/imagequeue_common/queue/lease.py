@@ -52,6 +52,9 @@ class Lease:
     """When the run ended (``time.monotonic()``), or None while it runs."""
     settled: bool = False
     """Its end was handed to the finisher (or dropped, when the lease was lost)."""
+    again_ms: int | None = None
+    """The run sent its own job again (``context.requeue()``, a retry middleware): it is
+    delivered again this many ms after the run ends, whatever the run's result."""
 
     def ack(self) -> Outcome | None:
         """taskiq acked the message: the outcome to record now, if it is known."""

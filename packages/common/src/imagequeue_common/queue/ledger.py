@@ -435,6 +435,11 @@ class JobLedger:
                 workers.append(WorkerInfo(id=worker_id, last_beat_ms=int(beat), **details))
         return workers
 
+    async def replace_payload(self, job_id: str, payload: str) -> None:
+        """The message a job's next run gets (only for a job leased by the caller: a run
+        that sends its own job again)."""
+        await self.client.set(self.keys.data(job_id), payload, xx=True)
+
     async def deregister(self, worker_id: str) -> None:
         """Forget a worker that is stopping, so its slots leave the live count at once."""
         async with self.client.pipeline(transaction=True) as pipe:

@@ -58,10 +58,14 @@ class OutcomeMiddleware(TaskiqMiddleware):
             error = None
         if isinstance(error, LeaseLostError):
             lease.lost = True
-        value = "" if result.is_err else _encode_result(result.return_value)
-        outcome = holder.policy.decide(
-            attempts=lease.attempts, max_attempts=lease.max_attempts, error=error, value=value
-        )
+        if lease.again_ms is not None:  # sent again by itself: that is its end
+            outcome = Outcome("retry", value=str(lease.again_ms))
+        else:
+            value = "" if result.is_err else _encode_result(result.return_value)
+            outcome = holder.policy.decide(
+                attempts=lease.attempts, max_attempts=lease.max_attempts, error=error,
+                value=value,
+            )  # fmt: skip
         if (ready := lease.end(outcome, error)) is not None:
             holder.settle(lease, ready)
 

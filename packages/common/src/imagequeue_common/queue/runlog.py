@@ -28,6 +28,10 @@ def log_outcome(lease: Lease, outcome: Outcome, error: BaseException | None, ran
     if outcome.kind == "completed" and not lease.lost:
         log.info("✓ Job %s completed in %.2fs", lease.job_id, ran_s, extra=extra)
         return
+    if lease.again_ms is not None and not lease.lost:
+        log.info("Job %s sent again by its task - runs again in %.1fs", lease.job_id,
+                 lease.again_ms / 1000, extra={**extra, "outcome": "requeued"})  # fmt: skip
+        return
     if outcome.kind == "cancelled" and not lease.lost:
         log.info("Job %s cancelled while running", lease.job_id, extra=extra)
         return
