@@ -22,8 +22,9 @@ from imagequeue_api.eta import (
 )
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import FinishOp, JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.queue.occupancy import Flow, arrivals, running, waiting_by_priority
+from imagequeue_common.queue.reads import LedgerMetrics, Throughput
 from imagequeue_common.settings import Settings, replace
 
 NOW = 1_000_000.0

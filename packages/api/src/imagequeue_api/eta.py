@@ -35,8 +35,9 @@ import msgspec
 
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
-from imagequeue_common.queue.ledger import JobLedger, LedgerMetrics, Throughput
+from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.queue.occupancy import Flow, arrivals, running
+from imagequeue_common.queue.reads import LedgerMetrics, Throughput
 
 
 class QueueRates(msgspec.Struct, frozen=True):
@@ -172,7 +173,7 @@ def eta_seconds(
 ) -> float | None:
     """Seconds until ``job`` is expected to finish; None when unknowable (no workers)."""
     now = time.time() * 1000 if now_ms is None else now_ms
-    if job.state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
+    if job.state.is_final:
         return 0.0
     if job.state == JobState.ACTIVE:
         ran_s = (now - (job.started_at or now)) / 1000

@@ -17,7 +17,7 @@ from imagequeue_common.store import Character
 async def generation_view(ledger: JobLedger, job: Job, rates_cache: RatesCache) -> GenerationOut:
     """A job as the API shows it, with its position and ETA while unfinished."""
     position = await ledger.position(job.id) if job.state == JobState.WAITING else None
-    finished = job.state in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+    finished = job.state.is_final
     eta = 0.0 if finished else eta_seconds(job, position, await rates_cache.get())
     return GenerationOut(
         id=job.id,

@@ -17,7 +17,6 @@ from imagequeue_common.queue.jobs import Job
 from imagequeue_common.store import CharacterStore
 
 STATES = [s.value for s in JobState]
-FINAL = ("completed", "failed", "cancelled")
 
 
 def templates() -> Environment:

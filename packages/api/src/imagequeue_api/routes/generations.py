@@ -18,13 +18,12 @@ from imagequeue_api.resources import Res, Resources
 from imagequeue_api.routes.characters import own_character
 from imagequeue_api.schemas import CreateGeneration, Envelope, GenerationOut
 from imagequeue_api.views import generation_view
-from imagequeue_common.contracts import CharacterRef, JobState, PoseRef
+from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.generation import add_image_generation_job
 from imagequeue_common.queue.jobs import Job
 
 KEEPALIVE_S = 15.0
-FINAL = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
 
 async def own_job(resources: Resources, caller: Caller, job_id: str) -> Job:
@@ -110,7 +109,7 @@ async def follow(resources: Resources, job_id: str) -> AsyncIterator[ServerSentE
     async with resources.events.subscribe(job_id) as queue:
         job = await ledger.get_job(job_id)
         yield _state(await generation_view(ledger, job, resources.rates))
-        while job.state not in FINAL:
+        while not job.state.is_final:
             try:
                 event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:

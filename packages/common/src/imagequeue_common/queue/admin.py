@@ -23,7 +23,6 @@ MAX_PAGE = 1000
 MINUTES_KEPT = 60
 """How far back ``throughput_by_minute`` can look (the ``tpm`` hash keeps one hour)."""
 
-_NEWEST_FIRST = (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 _STREAM_CHUNK = 1000
 _CLOCK_SLACK_MS = 1000
 """Stream ids may lag the script's ``TIME`` a little (Redis 7.2 freezes command time)."""
@@ -97,7 +96,7 @@ class QueueAdmin:
         key, end = self.keys.state_set(state), offset + limit - 1
         # The reply type of redis-py is a union over client options; this client decodes.
         ids: list[str]
-        if state in _NEWEST_FIRST:
+        if state.is_final:  # newest first
             ids = await self.client.zrevrange(key, offset, end)  # type: ignore[assignment]
         else:
             ids = await self.client.zrange(key, offset, end)  # type: ignore[assignment]
