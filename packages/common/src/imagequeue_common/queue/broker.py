@@ -147,15 +147,18 @@ class EngineBroker(AsyncBroker):
 
     async def kick(self, message: BrokerMessage) -> None:
         """Enqueue one job from a taskiq message (labels: priority, delay, user_id, ref,
-        retries, max_attempts). A run that kicks its own task id again (taskiq's
-        ``context.requeue()``, its retry middlewares) is delivered again, with the new
-        message, after its ``delay`` once this run has ended."""
+        retries, max_attempts). The id of a finished job starts it afresh; a run that
+        kicks its own task id again (taskiq's ``context.requeue()``, its retry
+        middlewares) is delivered again, with the new message, after its ``delay`` once
+        this run has ended; an id waiting or running elsewhere is refused
+        (:class:`DuplicateJobError`: one job per id)."""
         lease = self._leases.get(message.task_id)
         if lease is not None and lease.ended_at is None and not lease.lost:
             await self.ledger.replace_payload(message.task_id, message.message.decode())
             lease.again_ms = delay_ms(message.labels.get("delay"))
             return
-        await self._enqueue(message.task_id, message.task_name, message.message, message.labels)
+        await self._enqueue(message.task_id, message.task_name, message.message,
+                            message.labels, replace_finished=True)  # fmt: skip
 
     async def submit(
         self, task_name: str, job_id: str, args: list[Any], labels: dict[str, str]
@@ -166,8 +169,9 @@ class EngineBroker(AsyncBroker):
         return await self._enqueue(job_id, task_name, data, labels)
 
     async def _enqueue(
-        self, job_id: str, task_name: str, data: bytes, labels: dict[str, Any]
-    ) -> Enqueued:
+        self, job_id: str, task_name: str, data: bytes, labels: dict[str, Any], *,
+        replace_finished: bool = False,
+    ) -> Enqueued:  # fmt: skip
         if (task := self.find_task(task_name)) is not None:  # as its decorator says
             labels = {**task.labels, **labels}
         try:
@@ -185,6 +189,7 @@ class EngineBroker(AsyncBroker):
                 max_attempts=max_attempts(labels, self.settings.job_retries),
                 user_quota=self.settings.user_max_pending,
                 ref=label_str(labels, "ref"),
+                replace_finished=replace_finished,
             )
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc

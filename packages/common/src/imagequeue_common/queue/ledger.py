@@ -73,8 +73,10 @@ class JobLedger(LedgerReads, LedgerControl):
         max_attempts: int | None = None,
         user_quota: int = 0,
         ref: str = "",
+        replace_finished: bool = False,
     ) -> Enqueued:
-        """Add a job; raises :class:`DuplicateJobError` if the id exists and
+        """Add a job; raises :class:`DuplicateJobError` if the id exists (with
+        ``replace_finished``: unless its job has finished, which then starts afresh) and
         :class:`UserQuotaError` when ``user_id`` already has ``user_quota`` unfinished jobs
         (0: no quota); nothing changes in either case. ``user_id`` and ``ref`` (what the job
         is for) are indexed for search. The answer carries the job's place in the queue,
@@ -87,9 +89,11 @@ class JobLedger(LedgerReads, LedgerControl):
         k = self.keys
         reply = await self._scripts.call_coalesced(
             "enqueue",
-            [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users, k.active],
+            [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users, k.active,
+             k.completed, k.failed, k.cancelled],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
-             delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16]],
+             delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16],
+             "1" if replace_finished else "0"],
         )  # fmt: skip
         if reply == 0:
             raise DuplicateJobError(job_id)

@@ -1,24 +1,34 @@
 -- enqueue: add a new job, waiting (or delayed when ARGV[7] > 0), and index it for search.
 -- KEYS[1] waiting  KEYS[2] delayed  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
 -- KEYS[6] users (unfinished jobs per user)  KEYS[7] active
+-- KEYS[8] completed  KEYS[9] failed  KEYS[10] cancelled
 -- ARGV[1] key prefix  ARGV[2] job id  ARGV[3] task name  ARGV[4] payload
 -- ARGV[5] priority ('high' | 'normal' | 'low')  ARGV[6] user id  ARGV[7] delay ms
 -- ARGV[8] max attempts  ARGV[9] events maxlen  ARGV[10] most unfinished jobs per user (0: any)
 -- ARGV[11] ref label ('' for none; the api passes the character id)
 -- ARGV[12] this call's nonce: a client that sends the call again because its reply was lost
 -- (a connection that died after the write) gets the answer of the first, not "exists"
+-- ARGV[13] '1': an id whose job has finished (completed, failed, cancelled) is replaced by
+-- the new one, which starts afresh (taskiq's kick of a task id again); '0': it exists
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
 -- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists,
 -- or -1 when the user already has ARGV[10] unfinished jobs (nothing changed in either case).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
+local finished = {completed = KEYS[8], failed = KEYS[9], cancelled = KEYS[10]}
 if redis.call('EXISTS', jk) == 1 then
   local mine = redis.call('HMGET', jk, 'nonce', 'state')
-  if mine[1] ~= ARGV[12] then
+  if mine[1] == ARGV[12] then
+    local rank = redis.call('ZRANK', KEYS[1], id)
+    return {mine[2], rank or -1, redis.call('ZCARD', KEYS[7])}
+  end
+  if ARGV[13] ~= '1' or finished[mine[2]] == nil then
     return 0
   end
-  local rank = redis.call('ZRANK', KEYS[1], id)
-  return {mine[2], rank or -1, redis.call('ZCARD', KEYS[7])}
+  -- The finished job makes way: out of its state set, its fields gone (result, error,
+  -- attempts, stalls, lease); its search index entries are renewed below.
+  redis.call('ZREM', finished[mine[2]], id)
+  redis.call('DEL', jk)
 end
 local quota = tonumber(ARGV[10])
 if quota > 0 and ARGV[6] ~= '' and tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or '0') >= quota then
