@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from imagequeue_common.contracts import Priority
+from imagequeue_common.queue.keys import QueueKeys
 
 Tier = Literal["premium", "regular", "bulk"]
 TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
@@ -91,14 +92,14 @@ class ApiKeyStore:
 
     def __init__(self, redis: Redis, queue: str, namespace: str = "iq") -> None:
         self._redis = redis
-        self._prefix = f"{namespace}:{{{queue}}}:"
-        self._all = self._prefix + "apikeys"
+        self._keys = QueueKeys.for_queue(queue, namespace)
+        self._all = self._keys.api_keys
 
     def _key(self, key_id: str) -> str:
-        return f"{self._prefix}apikey:{key_id}"
+        return self._keys.api_key(key_id)
 
     def _user_index(self, user_id: str) -> str:
-        return f"{self._prefix}apikeys:user:{user_id}"
+        return self._keys.api_keys_of(user_id)
 
     async def create(self, user_id: str, tier: str, label: str = "") -> tuple[str, ApiKey]:
         """Create a key for ``user_id``; returns ``(plaintext key, its record)``.

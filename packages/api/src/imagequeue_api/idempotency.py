@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from imagequeue_api.apikeys import validate_user_id
 from imagequeue_api.scripts import register
 from imagequeue_common.errors import ImageQueueError
+from imagequeue_common.queue.keys import QueueKeys
 
 log = logging.getLogger("imagequeue.api.idempotency")
 
@@ -96,7 +97,7 @@ class IdempotencyStore:
     ) -> None:
         if ttl_s <= 0 or lock_s <= 0:
             raise ValueError("ttl_s and lock_s must be > 0")
-        self._prefix = f"{namespace}:{{{queue}}}:idem:"
+        self._prefix = QueueKeys.for_queue(queue, namespace).idempotency
         self._ttl_ms = max(1, round(ttl_s * 1000))
         self._lock_s = lock_s
         self._lock_ms = max(1, round(lock_s * 1000))

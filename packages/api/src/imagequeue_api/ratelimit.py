@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from imagequeue_api.apikeys import validate_user_id
 from imagequeue_api.scripts import register
+from imagequeue_common.queue.keys import QueueKeys
 
 WINDOW_MS = 1000
 
@@ -22,7 +23,7 @@ class RequestLimiter:
     def __init__(self, redis: Redis, queue: str, namespace: str = "iq", *, per_second: int) -> None:
         if per_second < 0:
             raise ValueError(f"per_second must be >= 0, got {per_second}")
-        self._prefix = f"{namespace}:{{{queue}}}:ratelimit:"
+        self._prefix = QueueKeys.for_queue(queue, namespace).request_limits
         self._per_second = per_second
         self._script = register(redis, "request_limit")
 

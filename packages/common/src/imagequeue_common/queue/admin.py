@@ -183,7 +183,7 @@ class QueueAdmin:
         now_minute = int(seconds) // 60
         span = range(now_minute - minutes + 1, now_minute + 1)
         fields = [f"{kind}:{m}" for m in span for kind in ("c", "f")]
-        values = [int(v or 0) for v in await self.client.hmget(self.keys.prefix + "tpm", fields)]
+        values = [int(v or 0) for v in await self.client.hmget(self.keys.tpm, fields)]
         return [
             MinuteCount(minute_start_ms=m * 60_000, completed=c, failed=f)
             for m, c, f in zip(span, values[0::2], values[1::2], strict=True)

@@ -10,11 +10,10 @@ from typing import NamedTuple
 
 
 class QueueKeys(NamedTuple):
-    """The fixed keys of a queue, plus the prefix of its per-job keys and indexes.
-
-    Besides these: ``tput`` (completions per 10 s), ``tpm`` (completions and dead letters per
-    minute, last hour), ``upstream_status`` and the per-user / per-ref search indexes.
-    """
+    """Every key of a queue: the fixed ones, and methods for the per-job, per-worker and
+    per-user ones and the API's (keys, request limits, idempotency records). The Lua
+    scripts name the same keys from the prefix (``_lib.lua``: ``job_key``, ``data_key``,
+    ``index_key``)."""
 
     prefix: str
     waiting: str
@@ -31,6 +30,16 @@ class QueueKeys(NamedTuple):
     metrics: str
     workers: str
     users: str
+    upstream_status: str
+    """AI request outcomes (an HTTP status, ``timeout``, ``connection``) since creation."""
+    tput: str
+    """Completions and their run time per 10 s bucket (written by the finish scripts)."""
+    tpm: str
+    """Completions and dead letters per minute, the last hour."""
+    arrivals: str
+    """Enqueues per priority per second, the last minute (the ETA's forecast)."""
+    api_keys: str
+    """Every API key id of the queue (a set)."""
 
     @classmethod
     def for_queue(cls, queue: str, namespace: str = "iq") -> QueueKeys:
@@ -52,6 +61,11 @@ class QueueKeys(NamedTuple):
             metrics=p + "metrics",
             workers=p + "workers",
             users=p + "users",
+            upstream_status=p + "upstream_status",
+            tput=p + "tput",
+            tpm=p + "tpm",
+            arrivals=p + "arr",
+            api_keys=p + "apikeys",
         )
 
     def job(self, job_id: str) -> str:
@@ -69,6 +83,24 @@ class QueueKeys(NamedTuple):
     def progress(self, task_id: str) -> str:
         """taskiq's stored progress of one task (``ProgressTracker``)."""
         return f"{self.prefix}progress:{task_id}"
+
+    def api_key(self, key_id: str) -> str:
+        """The hash of one API key (its hash, user, tier, label)."""
+        return f"{self.prefix}apikey:{key_id}"
+
+    def api_keys_of(self, user_id: str) -> str:
+        """The set of one user's API key ids."""
+        return f"{self.prefix}apikeys:user:{user_id}"
+
+    @property
+    def request_limits(self) -> str:
+        """The prefix of the per-user request-rate windows (``<prefix><user>``)."""
+        return f"{self.prefix}ratelimit:"
+
+    @property
+    def idempotency(self) -> str:
+        """The prefix of the idempotency records (``<prefix><user>:<key>``)."""
+        return f"{self.prefix}idem:"
 
     def worker(self, worker_id: str) -> str:
         """The hash describing one live worker."""

@@ -211,7 +211,7 @@ class JobLedger(LedgerReads, LedgerControl):
 
     async def count_upstream(self, outcome: str) -> None:
         """Count one AI request's outcome (an HTTP status, ``timeout``, ``connection``, ...)."""
-        await self.client.hincrby(self.keys.prefix + "upstream_status", outcome, 1)
+        await self.client.hincrby(self.keys.upstream_status, outcome, 1)
 
     async def replace_payload(self, job_id: str, payload: str) -> None:
         """The message a job's next run gets (only for a job leased by the caller: a run

@@ -51,7 +51,7 @@ async def waiting_by_priority(ledger: JobLedger) -> dict[Priority, int]:
 async def arrivals(ledger: JobLedger) -> dict[Priority, Flow]:
     """Per priority, the jobs added in the last minute (1 s buckets, see ``enqueue.lua``)."""
     now_s = await ledger.server_ms() / 1000
-    raw = await ledger.client.hgetall(ledger.keys.prefix + "arr")
+    raw = await ledger.client.hgetall(ledger.keys.arrivals)
     buckets: dict[Priority, list[tuple[int, int]]] = {p: [] for p in Priority}
     for field, value in raw.items():
         priority, _, second = str(field).partition(":")

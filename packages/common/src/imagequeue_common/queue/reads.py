@@ -103,7 +103,7 @@ class LedgerReads(LedgerBase):
 
     async def upstream_counts(self) -> dict[str, int]:
         """AI request outcomes since the queue was created."""
-        raw = await self.client.hgetall(self.keys.prefix + "upstream_status")
+        raw = await self.client.hgetall(self.keys.upstream_status)
         return {str(k): int(v) for k, v in raw.items()}
 
     async def user_pending(self, user_id: str) -> int:
@@ -116,7 +116,7 @@ class LedgerReads(LedgerBase):
         now_bucket = int(await self.server_ms() / 1000) // 10
         buckets = range(now_bucket - window_s // 10 + 1, now_bucket + 1)
         fields = [f"{kind}:{b}" for b in buckets for kind in ("c", "ms")]
-        values = await self.client.hmget(self.keys.prefix + "tput", fields)
+        values = await self.client.hmget(self.keys.tput, fields)
         counts = [int(v or 0) for v in values]
         busy = [i for i, c in enumerate(counts[0::2]) if c]
         return Throughput(
