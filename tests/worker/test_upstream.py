@@ -160,8 +160,9 @@ async def test_a_hang_ends_in_a_read_timeout(stub_ai: StubServer, backend_for: M
     stub_ai.configure(script=["hang"])
     backend = backend_for("automatic1111", ai_read_timeout_s=0.3)
     started = time.monotonic()
-    with pytest.raises(UpstreamRetryableError, match="timeout"):
+    with pytest.raises(UpstreamRetryableError, match="timeout") as raised:
         await backend.generate(REQUEST, Watch())
+    assert raised.value.kind == "timeout"  # the metrics label, from the error's own field
     assert time.monotonic() - started < 3
     assert stub_ai.stats()["statuses"] == {}  # the stub never answered it
 
@@ -170,8 +171,9 @@ async def test_no_server_is_a_retryable_connection_error(backend_for: MakeBacken
     from imagequeue_common.embedded_redis import free_port  # noqa: PLC0415
 
     backend = backend_for("generic", ai_generation_api_url=f"http://127.0.0.1:{free_port()}/x")
-    with pytest.raises(UpstreamRetryableError, match="connection error"):
+    with pytest.raises(UpstreamRetryableError, match="connection error") as raised:
         await backend.generate(REQUEST, Watch())
+    assert raised.value.kind == "connection"
 
 
 async def test_answers_past_the_size_cap_are_refused(backend_for: MakeBackend) -> None:

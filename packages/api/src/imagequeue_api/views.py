@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import msgspec
-
 from imagequeue_api.eta import RatesCache, eta_seconds, waiting_eta_seconds
 from imagequeue_api.schemas import CharacterOut, GenerationOut, ImageJob
-from imagequeue_common.contracts import JobState
+from imagequeue_common.contracts import GenerateImageResult, JobState
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import Enqueued, JobLedger
@@ -23,13 +21,13 @@ async def generation_view(ledger: JobLedger, job: Job, rates_cache: RatesCache) 
         id=job.id,
         state=job.state.value,
         priority=job.priority.value,
-        character_id=_character_id(job),
+        character_id=job.ref,  # the character the job is for (its ``ref`` label)
         progress=job.progress,
         progress_message=job.progress_msg,
         attempts=job.attempts,
         max_attempts=job.max_attempts,
         last_error=_public_error(job.error),
-        result_url=_result_url(job.result),
+        result_url=result_url(job),
         position=position,
         eta_seconds=eta,
         created_at=job.created_at / 1000,
@@ -78,27 +76,14 @@ def _character_out(character: Character, image_job: ImageJob | None) -> Characte
     )
 
 
-def _character_id(job: Job) -> str:
-    try:
-        message = msgspec.json.decode(job.payload)
-        return str(message["args"][0]["character_id"])
-    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
-        return ""
-
-
-def _result_url(result: str | None) -> str | None:
-    if not result:
-        return None
-    try:
-        value = msgspec.json.decode(result)
-    except msgspec.DecodeError:
-        return None
-    url = value.get("url") if isinstance(value, dict) else None
-    return url if isinstance(url, str) else None
-
-
 def _public_error(error: str | None) -> str | None:
     """The error for users: no traceback, no code location, at most 500 characters."""
     if not error:
         return None
     return public_error(error)[:500]
+
+
+def result_url(job: Job) -> str | None:
+    """The image URL a completed generate_image job recorded."""
+    result = GenerateImageResult.from_stored(job.result)
+    return None if result is None else result.url

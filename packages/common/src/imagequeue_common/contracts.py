@@ -84,6 +84,26 @@ class GenerateImagePayload(msgspec.Struct, frozen=True, forbid_unknown_fields=Tr
     """``hq``, ``standard`` or ``draft``; each backend maps it (steps, its own quality)."""
 
 
+class GenerateImageResult(msgspec.Struct, frozen=True):
+    """What a ``generate_image`` job returns (its stored result)."""
+
+    character_id: str
+    url: str
+    seconds: float
+    """How long the upstream took (0 when an image recorded earlier was reused)."""
+    reused: bool = False
+
+    @classmethod
+    def from_stored(cls, result: str | None) -> GenerateImageResult | None:
+        """A completed job's stored result, or None when it is not one of these."""
+        if not result:
+            return None
+        try:
+            return msgspec.json.decode(result, type=cls)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+
 class QueueStats(msgspec.Struct, frozen=True):
     """The seed's ``getQueueStats()`` shape; ``total`` leaves out cancelled jobs."""
 

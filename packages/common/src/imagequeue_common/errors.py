@@ -7,6 +7,8 @@ job failures are different types: the retry policy looks only at the type.
 
 from __future__ import annotations
 
+from typing import Literal
+
 
 class ImageQueueError(Exception):
     """Base of every error imagequeue raises on purpose."""
@@ -134,6 +136,11 @@ class PoseNotFoundError(StoreError, LookupError):
 # The upstream AI API, as seen from a running job.
 
 
+UpstreamFailure = Literal["status", "timeout", "connection", "failed"]
+"""What went wrong with an AI request: an HTTP status (``status`` says which), no answer
+in time, no connection, or a run the backend reports as failed."""
+
+
 class UpstreamRetryableError(RetryableJobError):
     """The AI API failed in a way that may pass: timeout, connection, 5xx, 408, 429."""
 
@@ -144,10 +151,12 @@ class UpstreamRetryableError(RetryableJobError):
         *,
         status: int | None = None,
         retry_after_s: float | None = None,
+        kind: UpstreamFailure | None = None,
     ) -> None:
         super().__init__(f"{backend}: {message}", retry_after_s=retry_after_s)
         self.backend = backend
         self.status = status
+        self.kind: UpstreamFailure = kind or ("status" if status is not None else "failed")
 
 
 class InvalidImageError(RetryableJobError):

@@ -18,10 +18,8 @@ import logging
 import math
 import time
 
-import msgspec
-
 from imagequeue_common.assets import AssetStore, SavedImage
-from imagequeue_common.contracts import GenerateImagePayload
+from imagequeue_common.contracts import GenerateImagePayload, GenerateImageResult
 from imagequeue_common.errors import (
     CharacterNotFoundError,
     InvalidImageError,
@@ -41,15 +39,6 @@ from imagequeue_worker.upstream import ImageBackend, ImageRequest
 log = logging.getLogger("imagequeue.worker")
 
 
-class GeneratedImage(msgspec.Struct, frozen=True):
-    """A generate_image job's result."""
-
-    character_id: str
-    url: str
-    seconds: float
-    reused: bool = False
-
-
 class ImagePipeline:
     """Runs generate_image jobs with one store, one asset folder and one upstream."""
 
@@ -67,7 +56,7 @@ class ImagePipeline:
         self.backend = backend
         self.ledger = ledger
 
-    async def run(self, payload: GenerateImagePayload, job: JobHandle) -> GeneratedImage:
+    async def run(self, payload: GenerateImagePayload, job: JobHandle) -> GenerateImageResult:
         """Generate, check, save and record one image; see the module docstring."""
         started = time.monotonic()
         retry = f" (retry {job.attempt - 1}/{job.max_attempts - 1})" if job.attempt > 1 else ""
@@ -79,7 +68,7 @@ class ImagePipeline:
                 "Job %s already saved its image: %s", job.id, existing, extra=_extra(job, payload)
             )
             await job.progress(100, "saved")
-            return GeneratedImage(payload.character_id, existing, 0.0, reused=True)
+            return GenerateImageResult(payload.character_id, existing, 0.0, reused=True)
         await job.progress(10, "started")
         request = await self._request(payload, job)
         png = await self._generate(request, job)
@@ -90,7 +79,7 @@ class ImagePipeline:
         log.info("✓ Job %s completed for character: %s\n   Image: %s, Time: %.2fs",
                  job.id, payload.character_id, url, seconds,
                  extra=_extra(job, payload))  # fmt: skip
-        return GeneratedImage(payload.character_id, url, seconds)
+        return GenerateImageResult(payload.character_id, url, seconds)
 
     async def _request(self, payload: GenerateImagePayload, job: JobHandle) -> ImageRequest:
         try:
@@ -121,7 +110,8 @@ class ImagePipeline:
                 raw = await self.backend.generate(request, job)
         except TimeoutError:
             await job.if_redis_answers(self.ledger.count_upstream("timeout"))
-            raise UpstreamRetryableError(backend, f"no image within {total:g}s") from None
+            raise UpstreamRetryableError(backend, f"no image within {total:g}s",
+                                         kind="timeout") from None  # fmt: skip
         except (UpstreamRetryableError, UpstreamTerminalError, InvalidImageError) as exc:
             await job.if_redis_answers(self.ledger.count_upstream(_outcome(exc)))
             if isinstance(exc, UpstreamRetryableError) and exc.status == 429:
@@ -175,13 +165,16 @@ class ImagePipeline:
 
 
 def _outcome(exc: Exception) -> str:
-    """A metrics label for a failed AI request: its HTTP status, else what went wrong."""
+    """A metrics label for a failed AI request: its HTTP status, else what went wrong
+    (from the error's fields, never its text)."""
     status = getattr(exc, "status", None)
     if status is not None:
         return str(status)
     if isinstance(exc, InvalidImageError):
         return "invalid_image"
-    return "timeout" if "timeout" in str(exc) else "connection"
+    if isinstance(exc, UpstreamRetryableError):
+        return exc.kind
+    return "failed"
 
 
 def _extra(job: JobHandle, payload: GenerateImagePayload) -> dict[str, object]:

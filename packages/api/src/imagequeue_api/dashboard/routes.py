@@ -25,6 +25,7 @@ from imagequeue_api.dashboard.access import (
 )
 from imagequeue_api.problems import Problem, to_problem
 from imagequeue_api.resources import Res, Resources
+from imagequeue_api.views import result_url
 from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.admin import QueueAdmin
@@ -193,7 +194,7 @@ async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str], resou
     return render(
         request, "job.html", job=job, payload=payload, prompt=prompt, timeline=timeline,
         payload_json=msgspec.json.format(msgspec.json.encode(payload)).decode(),
-        result_url=views.result_url(job), notice=notice,
+        result_url=result_url(job), notice=notice,
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import msgspec
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from imagequeue_api.dashboard.format import FILTERS
+from imagequeue_api.views import result_url
 from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import ImageQueueError
 from imagequeue_common.prompts import build_prompt
@@ -75,17 +76,6 @@ async def job_prompt(store: CharacterStore, payload: dict[str, Any]) -> str:
     except ImageQueueError:
         return ""
     return build_prompt(character, pose)
-
-
-def result_url(job: Job) -> str | None:
-    """The image URL a completed job recorded."""
-    if not job.result:
-        return None
-    with contextlib.suppress(msgspec.DecodeError):
-        value = msgspec.json.decode(job.result)
-        if isinstance(value, dict) and isinstance(value.get("url"), str):
-            return str(value["url"])
-    return None
 
 
 def job_json(job: Job) -> dict[str, Any]:

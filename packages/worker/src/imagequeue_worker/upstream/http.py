@@ -84,9 +84,11 @@ class UpstreamHTTP:
             ) as response:
                 body = await self._read(response)
         except httpx.TimeoutException as exc:
-            raise UpstreamRetryableError(self.backend, f"timeout ({type(exc).__name__})") from None
+            raise UpstreamRetryableError(self.backend, f"timeout ({type(exc).__name__})",
+                                         kind="timeout") from None  # fmt: skip
         except httpx.TransportError as exc:
-            raise UpstreamRetryableError(self.backend, f"connection error: {exc}") from None
+            raise UpstreamRetryableError(self.backend, f"connection error: {exc}",
+                                         kind="connection") from None  # fmt: skip
         self._check_status(response, body)
         return Answer(response.status_code, response.headers.get("content-type", ""), body)
 
