@@ -15,6 +15,7 @@ from imagequeue_common.errors import (
     JobStateError,
     UserQuotaError,
 )
+from imagequeue_common.queue.jobs import RunStatus
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.settings import Settings, replace
 from tests.support.procs import server_ms, stream_events, wait_until
@@ -220,7 +221,8 @@ async def test_cancel_waiting_and_delayed_now_active_at_next_progress(ledger: Jo
     assert await ledger.cancel("wait") == "cancelled"
     assert await ledger.cancel("later") == "cancelled"
     assert await ledger.cancel("run") == "requested"
-    assert await ledger.progress("run", job.token, 50) == 0  # the worker learns it here
+    # the worker learns it here
+    assert await ledger.progress("run", job.token, 50) is RunStatus.CANCEL_REQUESTED
     await ledger.finish([FinishOp("run", job.token, "cancelled")])
     stats = await ledger.stats()
     assert (stats.cancelled, stats.waiting, stats.delayed, stats.active) == (3, 0, 0, 0)
@@ -239,8 +241,8 @@ async def test_cancel_refuses_unknown_and_finished_jobs(ledger: JobLedger) -> No
 async def test_progress_is_stored_and_published(ledger: JobLedger, redis: Redis) -> None:
     await add(ledger, "p")
     job = (await ledger.claim("w", 1)).jobs[0]
-    assert await ledger.progress("p", job.token, 10, "started") == 1
-    assert await ledger.progress("p", job.token, 80, "image received") == 1
+    assert await ledger.progress("p", job.token, 10, "started") is RunStatus.GO_ON
+    assert await ledger.progress("p", job.token, 80, "image received") is RunStatus.GO_ON
     stored = await ledger.get_job("p")
     assert (stored.progress, stored.progress_msg) == (80, "image received")
     events = await stream_events(redis, ledger.keys.events)

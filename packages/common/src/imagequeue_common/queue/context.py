@@ -19,6 +19,7 @@ from taskiq import Context, TaskiqDepends
 from imagequeue_common.errors import JobCancelledError, LeaseLostError, QueueUnavailableError
 from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.queue.jobs import RunStatus
 from imagequeue_common.queue.lease import Lease
 from imagequeue_common.queue.ledger import JobLedger
 
@@ -97,14 +98,14 @@ class JobHandle:
         answer = await self.if_redis_answers(self._ledger.run_status(self.id, self._lease.token))
         if answer is None:  # Redis away: asked again at the next poll
             return False
-        if answer < 0:
+        if answer is RunStatus.LEASE_LOST:
             raise LeaseLostError(self.id)
-        return answer == 0
+        return answer is RunStatus.CANCEL_REQUESTED
 
-    def _check(self, answer: int) -> None:
-        if answer == 0:
+    def _check(self, answer: RunStatus) -> None:
+        if answer is RunStatus.CANCEL_REQUESTED:
             raise JobCancelledError(self.id)
-        if answer < 0:
+        if answer is RunStatus.LEASE_LOST:
             raise LeaseLostError(self.id)
 
 

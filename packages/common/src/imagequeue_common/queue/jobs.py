@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 import msgspec
 
 from imagequeue_common.contracts import JobState, Priority
@@ -82,3 +84,19 @@ class ClaimResult(msgspec.Struct, frozen=True):
     jobs: list[Claimed]
     applied: list[bool] = []
     """For each finished run handed to the claim: was its end recorded (lease still held)?"""
+
+
+class RunStatus(enum.IntEnum):
+    """What the ``progress`` script (and :meth:`JobLedger.run_status`) answers a run."""
+
+    LEASE_LOST = -1
+    """Another worker holds the job now: this run's writes change nothing."""
+    CANCEL_REQUESTED = 0
+    GO_ON = 1
+
+
+class EnqueueRefusal(enum.IntEnum):
+    """Why the ``enqueue`` script added nothing (it answers the new job's place otherwise)."""
+
+    EXISTS = 0
+    OVER_QUOTA = -1

@@ -22,7 +22,7 @@ from imagequeue_common.errors import (
     UserQuotaError,
 )
 from imagequeue_common.queue.control import LedgerControl
-from imagequeue_common.queue.jobs import Claimed, ClaimResult
+from imagequeue_common.queue.jobs import Claimed, ClaimResult, EnqueueRefusal, RunStatus
 from imagequeue_common.queue.reads import LedgerReads
 
 FinishKind = Literal["completed", "retry", "failed", "cancelled"]
@@ -95,9 +95,9 @@ class JobLedger(LedgerReads, LedgerControl):
              delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16],
              "1" if replace_finished else "0"],
         )  # fmt: skip
-        if reply == 0:
+        if reply == EnqueueRefusal.EXISTS:
             raise DuplicateJobError(job_id)
-        if reply == -1:
+        if reply == EnqueueRefusal.OVER_QUOTA:
             raise UserQuotaError(user_id, user_quota)
         state, rank, active = reply
         position = None if rank < 0 else int(rank)
@@ -179,15 +179,15 @@ class JobLedger(LedgerReads, LedgerControl):
         )
         return released
 
-    async def progress(self, job_id: str, token: str, percent: int, message: str = "") -> int:
-        """Record progress; 1 go on, 0 cancellation requested, -1 lease lost."""
+    async def progress(self, job_id: str, token: str, percent: int, message: str = "") -> RunStatus:
+        """Record progress; whether the run goes on, was asked to stop, or lost its lease."""
         if not 0 <= percent <= 100:
             raise InvalidJobError(f"progress must be from 0 to 100, got {percent}")
         k = self.keys
-        answer: int = await self._scripts.call(
+        answer = await self._scripts.call(
             "progress", [k.events], [k.prefix, self._maxlen, job_id, token, percent, message]
         )
-        return answer
+        return RunStatus(int(answer))
 
     async def upstream_permit(self, job_id: str, token: str) -> int:
         """0 when a job may send its AI request now, else the ms to wait (limit or hold)."""
@@ -200,14 +200,14 @@ class JobLedger(LedgerReads, LedgerControl):
         )
         return wait
 
-    async def run_status(self, job_id: str, token: str) -> int:
-        """Like :meth:`progress` without writing: 1 go on, 0 cancel requested, -1 lease lost."""
+    async def run_status(self, job_id: str, token: str) -> RunStatus:
+        """Like :meth:`progress`, without writing."""
         state, held, cancel = await self.client.hmget(
             self.keys.job(job_id), ["state", "token", "cancel"]
         )
         if state != "active" or held != token:
-            return -1
-        return 0 if cancel == "1" else 1
+            return RunStatus.LEASE_LOST
+        return RunStatus.CANCEL_REQUESTED if cancel == "1" else RunStatus.GO_ON
 
     async def count_upstream(self, outcome: str) -> None:
         """Count one AI request's outcome (an HTTP status, ``timeout``, ``connection``, ...)."""
