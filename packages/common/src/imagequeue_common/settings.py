@@ -26,6 +26,13 @@ BACKENDS: tuple[Backend, ...] = ("generic", "automatic1111", "openai", "comfyui"
 QUALITIES: tuple[Quality, ...] = ("hq", "standard", "draft")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATA_DIR = "./data"
+
+
+def default_database_url(data_dir: str = DEFAULT_DATA_DIR) -> str:
+    """The store when ``DATABASE_URL`` is unset: a SQLite file under ``DATA_DIR``."""
+    return f"sqlite:///{data_dir.rstrip('/')}/imagequeue.db"
+
+
 _SECRET_FIELDS = frozenset(
     {"ai_generation_api_key", "api_dev_key", "metrics_token", "admin_password",
      "admin_readonly_password", "session_secret"}
@@ -105,7 +112,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     session_secret: str = ""
     """Signs dashboard sessions; derived from the admin password when unset."""
 
-    database_url: str = "sqlite:///./data/imagequeue.db"
+    database_url: str = default_database_url()
     """Characters and poses: ``sqlite:///<file>``, ``postgresql://...`` or ``mongodb://...``."""
     assets_dir: str = "./data/assets"
     """Where images are written (``<assets_dir>/characters/<file>.png``)."""
@@ -414,7 +421,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             values[field] = parse(env_name, raw)
     # The database and the images live under DATA_DIR unless placed elsewhere on purpose.
     data_dir = str(values.get("data_dir", DEFAULT_DATA_DIR)).rstrip("/")
-    values.setdefault("database_url", f"sqlite:///{data_dir}/imagequeue.db")
+    values.setdefault("database_url", default_database_url(data_dir))
     values.setdefault("assets_dir", f"{data_dir}/assets")
     return Settings(**values)  # type: ignore[arg-type]
 

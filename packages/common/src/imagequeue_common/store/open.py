@@ -6,13 +6,15 @@ import re
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.settings import default_database_url
 from imagequeue_common.store.base import CharacterStore
 from imagequeue_common.store.postgres import PostgresDatabase
 from imagequeue_common.store.schema import migrate
 from imagequeue_common.store.sql import Database, SqlStore
 from imagequeue_common.store.sqlite import SqliteDatabase
 
-DEFAULT_DATABASE_URL = "sqlite:///./data/imagequeue.db"
+DEFAULT_DATABASE_URL = default_database_url()
+"""Settings' default (one definition: ``settings.default_database_url``)."""
 # Lower case only: PostgreSQL folds an unquoted search_path entry to lower case.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
