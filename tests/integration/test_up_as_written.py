@@ -2,19 +2,19 @@
 
 The one test here that matters most to a newcomer. It copies the repository's tracked files
 (what a clone has: no ``data/``, no ``.venv``) to a fresh directory, runs the README's
-command there with none of our settings in the environment, waits for the demo to finish,
-sends SIGINT to the whole process group — what a terminal's Ctrl-C does — and expects the
-20 demo images on disk, exit status 0, every process stopped in order, and no traceback.
+command there in a real (pseudo-)terminal with none of our settings in the environment, waits
+for the demo, types Ctrl-C and expects the 20 demo images on disk, exit status 0, every
+process stopped in order, and no traceback. Then the two other ways a stack is ended: SIGTERM
+to the top process, and closing the terminal window.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import shlex
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pytest
 
 from imagequeue_common.embedded_redis import answers
 from tests.support.procs import ROOT, uv_command
+from tests.support.terminal import Terminal, processes_in
 
 pytestmark = pytest.mark.slow
 
@@ -43,75 +44,87 @@ def fresh_checkout(into: Path) -> Path:
     return into
 
 
-class Output:
-    """A child's combined output, read by a thread, waited on line by line."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._process = process
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
-        self._thread.start()
-
-    def _read(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-
-    def wait_for(self, pattern: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        with self._changed:
-            while not any(re.search(pattern, line) for line in self.lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    why = "the output ended" if left > 0 else f"{timeout_s} s passed"
-                    pytest.fail(f"no line matching {pattern!r} before {why}:\n{self.text}")
-                self._changed.wait(min(left, 1))
-
-    def close(self) -> None:
-        self._thread.join(10)
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-
-    @property
-    def text(self) -> str:
-        return "".join(self.lines)
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fresh checkout for this module: the first test meets it as a clone is."""
+    return fresh_checkout(tmp_path_factory.mktemp("clone") / "imagequeue")
 
 
-def test_uv_run_just_up_as_the_readme_writes_it(tmp_path: Path) -> None:
+def start_up(checkout: Path, *, in_shell: bool = False) -> Terminal:
+    """``uv run just up`` in a terminal of its own (typed into a shell there, as in a window,
+    or as the terminal's first process), none of our settings in its environment, once its
+    demo is under way."""
     if answers("127.0.0.1", 8088, timeout=0.2):
         pytest.fail("something already listens on 127.0.0.1:8088, the port `just up` uses")
-    checkout = fresh_checkout(tmp_path / "imagequeue")
     env = {k: v for k, v in os.environ.items() if not k.startswith(OURS)}
-    up = subprocess.Popen(
-        [*uv_command(), "run", "just", "up"], cwd=checkout, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    output = Output(up)
+    command = [*uv_command(), "run", "just", "up"]
+    if in_shell:  # the shell stays the session leader: `; exit` keeps it from exec'ing uv
+        command = ["bash", "-c", f"{shlex.join(command)}; exit $?"]
+    terminal = Terminal(command, checkout, env)
     try:
-        output.wait_for(r"\[imagequeue\] ETA at creation", timeout_s=240)
-        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
-        code = up.wait(timeout=120)
-    finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
-        output.close()
-    text = output.text
-    assert code == 0, text
+        terminal.wait_for(r"\[imagequeue\] ETA at creation", timeout_s=240)
+    except BaseException:
+        terminal.close()
+        raise
+    return terminal
+
+
+def assert_stopped_in_order(text: str, first: str) -> None:
     assert "Traceback" not in text, text
-    assert "demo finished" in text
-    assert "20 completed" in text
-    order = ["SIGINT: stopping", "stopping the API", "stopping the worker",
-             "stopping the scheduler", "stopping the stub AI server",
-             "[imagequeue] stopped"]  # fmt: skip
+    order = [first, "stopping the API", "stopping the worker", "stopping the scheduler",
+             "stopping the stub AI server", "[imagequeue] stopped"]  # fmt: skip
     if "started a private redis-server" in text:  # no Redis answered on 127.0.0.1:6379
         order.insert(-1, "stopped the private redis-server")
     positions = [text.find(line) for line in order]
     assert -1 not in positions, text
     assert positions == sorted(positions), text
+
+
+def test_uv_run_just_up_as_the_readme_writes_it(checkout: Path) -> None:
+    terminal = start_up(checkout)
+    try:
+        terminal.press_ctrl_c()
+        code = terminal.process.wait(timeout=120)
+        terminal.wait_for(r"\[imagequeue\] stopped", timeout_s=10)
+    finally:
+        terminal.close()
+    text = terminal.text
+    assert code == 0, text
+    assert "demo finished" in text
+    assert "20 completed" in text
+    assert_stopped_in_order(text, "SIGINT: stopping")
+    assert processes_in(checkout) == []
     images = list((checkout / "data" / "assets" / "characters").glob("demo_character_*.png"))
     assert len(images) == 20
     assert all(image.read_bytes().startswith(b"\x89PNG") for image in images)
+
+
+def test_sigterm_to_uv_alone_stops_it_in_order(checkout: Path) -> None:
+    # What `kill <pid>` or a process manager sends: to the top process only. uv and just
+    # pass SIGTERM on (a lone SIGINT they keep: see the README); just then reports the
+    # signal in its exit status (143) although the stack below it stopped cleanly.
+    terminal = start_up(checkout)
+    try:
+        terminal.process.terminate()
+        code = terminal.process.wait(timeout=120)
+        terminal.wait_for(r"\[imagequeue\] stopped", timeout_s=10)
+    finally:
+        terminal.close()
+    assert code in (0, 128 + signal.SIGTERM), terminal.text
+    assert_stopped_in_order(terminal.text, "SIGTERM: stopping")
+    assert processes_in(checkout) == []
+
+
+def test_closing_the_terminal_stops_everything(checkout: Path) -> None:
+    # The shell, as session leader, gets the kernel's SIGHUP and its death hangs up uv, just
+    # and `just up` (the foreground group). Nothing can be shown any more (every write
+    # fails): the stop must happen all the same.
+    terminal = start_up(checkout, in_shell=True)
+    try:
+        terminal.hang_up()
+        deadline = time.monotonic() + 120
+        while (left := processes_in(checkout)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == [], f"still running after the hang-up: {left}"
+    finally:
+        terminal.close()

@@ -23,8 +23,16 @@ from imagequeue_common.settings import Settings
 
 
 def say(text: str) -> None:
-    """One line for the person at the terminal."""
-    print(f"[imagequeue] {text}", flush=True)
+    """One line for the person at the terminal, if there still is one.
+
+    A closed terminal window (EIO) or a reader that went away (EPIPE) must not stop the
+    stop: the SIGHUP that comes with it is the very signal that has to end everything. From
+    then on the lines go nowhere, so the interpreter's last flush cannot fail either.
+    """
+    try:
+        print(f"[imagequeue] {text}", flush=True)
+    except (OSError, ValueError):  # ValueError: stdout closed already
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
 
 
 @contextlib.contextmanager

@@ -70,9 +70,9 @@ async def wait_for_api(url: str, children: list[subprocess.Popen[bytes]],
 class Shutdown:
     """Turns SIGINT, SIGTERM and SIGHUP into one ordered stop.
 
-    A terminal sends Ctrl-C to its whole foreground process group, and ``uv run`` and
-    ``just`` forward it once more: we see it two or three times within milliseconds. The
-    first starts the stop; the others must not cut it short.
+    A terminal sends Ctrl-C to its whole foreground process group (``uv`` and ``just`` wait
+    for us); a second Ctrl-C, which ``uv`` passes on, or a SIGTERM forwarded by ``uv`` and
+    ``just`` may follow. The first starts the stop; the others must not cut it short.
     """
 
     def __init__(self) -> None:
@@ -85,9 +85,10 @@ class Shutdown:
             loop.add_signal_handler(signum, self._on_signal, signum)
 
     def _on_signal(self, signum: int) -> None:
-        if not self.requested.is_set():
+        first = not self.requested.is_set()
+        self.requested.set()  # before anything that could fail
+        if first:
             say(f"{signal.Signals(signum).name}: stopping (running jobs finish first)")
-        self.requested.set()
 
     async def wait(self, children: list[subprocess.Popen[bytes]]) -> int:
         """Until a stop is asked for (0) or a child exits by itself (1)."""

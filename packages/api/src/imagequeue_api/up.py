@@ -6,6 +6,7 @@ starts anything.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -19,8 +20,9 @@ def main() -> int:
 
         return run_devstack()
     except KeyboardInterrupt:
-        ignore_late_stop_signals()  # the copies uv and just forward
-        print("[imagequeue] stopped before anything had started", flush=True)
+        ignore_late_stop_signals()  # a second Ctrl-C, which uv passes on
+        with contextlib.suppress(OSError, ValueError):  # the terminal may be gone
+            print("[imagequeue] stopped before anything had started", flush=True)
         # Out at once: an import cut short by the signal can leave the interpreter to end
         # in SIGINT at its own exit (status -2, seen 1 in 30 at 0.35 s); nothing runs yet.
         sys.stderr.flush()

@@ -24,9 +24,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def ignore_late_stop_signals() -> None:
     """Ignore SIGINT, SIGTERM and SIGHUP from here on, once a process has stopped.
 
-    A terminal's Ctrl-C reaches every process of its foreground group, and ``uv run`` and
-    ``just`` forward it once more, so the same stop arrives two or three times within
-    milliseconds. A copy that lands after the event loop closed would raise a
+    The same stop can arrive more than once: a person presses Ctrl-C twice (``uv`` passes
+    the second on), a SIGTERM forwarded by ``uv`` and ``just`` follows, a hang-up comes
+    with the closed window. One that lands after the event loop closed would raise a
     ``KeyboardInterrupt`` at exit (status 130) in a process that had stopped cleanly.
     """
     for signum in STOP_SIGNALS:
