@@ -39,9 +39,10 @@ async def test_last_error_of_a_dead_letter_says_it_gave_up_and_hides_internals(
     outcome = RetryPolicy().decide(
         attempts=job.max_attempts, max_attempts=job.max_attempts, error=raised("upstream 502")
     )
-    assert TRACEBACK_MARK in outcome.error
-    assert ".py:" in outcome.error
-    assert await ledger.finish([FinishOp(job_id, job.token, outcome.kind, error=outcome.error)])
+    assert TRACEBACK_MARK in outcome.detail
+    assert ".py:" in outcome.detail
+    assert await ledger.finish([FinishOp(job_id, job.token, outcome.kind, error=outcome.error,
+                                         detail=outcome.detail)])  # fmt: skip
     answer = await client.get(f"/api/v1/generations/{job_id}", headers=alice)
     read = answer.json()["data"]
     assert read["state"] == "failed"

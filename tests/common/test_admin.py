@@ -3,6 +3,7 @@ promote, remove, timelines, per-minute counts, rate usage, Redis health, dead-le
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -50,11 +51,14 @@ async def next_ms(redis: Redis) -> None:
     await wait_until(moved, 2, "the server clock to tick", poll_s=0.001)
 
 
-async def finish_one(ledger: JobLedger, job_id: str, kind: str, error: str = "") -> None:
+async def finish_one(
+    ledger: JobLedger, job_id: str, kind: str, error: str = "", detail: str = ""
+) -> None:
     """Claim the next job, which must be ``job_id``, and end its run with ``kind``."""
     [job] = (await ledger.claim("w", 1)).jobs
     assert job.job_id == job_id
-    assert await ledger.finish([FinishOp(job_id, job.token, kind, "1", error)]) == [True]  # type: ignore[arg-type]
+    op = FinishOp(job_id, job.token, kind, "1", error, detail)  # type: ignore[arg-type]
+    assert await ledger.finish([op]) == [True]
 
 
 async def queue_keys(redis: Redis, queue: str, part: str) -> list[str]:
@@ -533,9 +537,10 @@ def test_a_dead_letter_keeps_its_error_line_and_gains_the_traceback() -> None:
     error = raised(depth=2)
     outcome = RetryPolicy().decide(attempts=4, max_attempts=4, error=error)
     assert outcome.kind == "failed"
-    first, tb = outcome.error.split(TRACEBACK_MARK)
-    assert first == describe(error) + " (gave up after 4 attempts)"  # unchanged
-    assert first.startswith("ValueError: bad pixel (at test_admin.py:")
+    assert outcome.error == describe(error) + " (gave up after 4 attempts)"
+    assert outcome.error == "ValueError: bad pixel (gave up after 4 attempts)"
+    at, tb = outcome.detail.split(TRACEBACK_MARK)
+    assert re.fullmatch(r"at test_admin\.py:\d+ in render_pixel", at)
     assert tb.startswith("Traceback (most recent call last):")
     assert tb.count("in render_pixel") == 3
     assert tb.endswith("ValueError: bad pixel")
@@ -543,9 +548,11 @@ def test_a_dead_letter_keeps_its_error_line_and_gains_the_traceback() -> None:
 
 def test_only_dead_letters_of_raised_errors_carry_a_traceback() -> None:
     retry = RetryPolicy().decide(attempts=1, max_attempts=4, error=raised())
-    assert (retry.kind, TRACEBACK_MARK in retry.error) == ("retry", False)
+    assert (retry.kind, retry.error) == ("retry", "ValueError: bad pixel")
+    assert re.fullmatch(r"at test_admin\.py:\d+ in render_pixel", retry.detail)
     never_raised = RetryPolicy().decide(attempts=4, max_attempts=4, error=ValueError("x"))
     assert never_raised.error == "ValueError: x (gave up after 4 attempts)"
+    assert never_raised.detail == ""
 
 
 def test_a_long_traceback_keeps_its_last_4000_characters() -> None:
@@ -560,11 +567,11 @@ def test_a_long_traceback_keeps_its_last_4000_characters() -> None:
             error = exc
     assert error is not None
     outcome = RetryPolicy().decide(attempts=4, max_attempts=4, error=error)
-    first, tb = outcome.error.split(TRACEBACK_MARK)
+    _, tb = outcome.detail.split(TRACEBACK_MARK)
     assert len(tb) == 4000
     assert tb.endswith("ValueError: layer 59")
     assert "layer 0" not in tb  # the oldest causes are the ones cut
-    assert first.startswith("ValueError: layer 59 (at test_admin.py:")
+    assert outcome.error == "ValueError: layer 59 (gave up after 4 attempts)"
 
 
 async def test_the_job_keeps_the_traceback_and_the_stream_the_error_line(
@@ -572,12 +579,12 @@ async def test_the_job_keeps_the_traceback_and_the_stream_the_error_line(
 ) -> None:
     outcome = RetryPolicy().decide(attempts=1, max_attempts=1, error=raised(depth=1))
     await add(ledger, "f")
-    await finish_one(ledger, "f", "failed", outcome.error)
-    stored = (await ledger.get_job("f")).error or ""
-    assert stored == outcome.error
-    assert "in render_pixel" in stored.split(TRACEBACK_MARK)[1]
+    await finish_one(ledger, "f", "failed", outcome.error, outcome.detail)
+    stored = await ledger.get_job("f")
+    assert (stored.error, stored.error_detail) == (outcome.error, outcome.detail)
+    assert "in render_pixel" in stored.error_detail.split(TRACEBACK_MARK)[1]
     [failed] = [e for e in await admin.timeline("f") if e.event == "failed"]
-    assert failed.fields["error"] == stored.split(TRACEBACK_MARK)[0]
+    assert failed.fields["error"] == outcome.error  # the stream never carries the detail
 
 
 # --- Redis 6.2 -----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from imagequeue_common.contracts import GenerateImageResult, JobState
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import Enqueued, JobLedger
-from imagequeue_common.queue.retry import public_error
 from imagequeue_common.store import Character
 
 
@@ -77,10 +76,8 @@ def _character_out(character: Character, image_job: ImageJob | None) -> Characte
 
 
 def _public_error(error: str | None) -> str | None:
-    """The error for users: no traceback, no code location, at most 500 characters."""
-    if not error:
-        return None
-    return public_error(error)[:500]
+    """The error for users (the job's ``error``: never its detail), at most 500 characters."""
+    return error[:500] if error else None
 
 
 def result_url(job: Job) -> str | None:

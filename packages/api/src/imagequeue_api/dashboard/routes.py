@@ -194,7 +194,7 @@ async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str], resou
     return render(
         request, "job.html", job=job, payload=payload, prompt=prompt, timeline=timeline,
         payload_json=msgspec.json.format(msgspec.json.encode(payload)).decode(),
-        result_url=result_url(job), notice=notice,
+        result_url=result_url(job), notice=notice, error=views.operator_error(job),
     )  # fmt: skip
 
 

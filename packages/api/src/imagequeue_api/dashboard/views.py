@@ -78,6 +78,12 @@ async def job_prompt(store: CharacterStore, payload: dict[str, Any]) -> str:
     return build_prompt(character, pose)
 
 
+def operator_error(job: Job) -> str:
+    """The last error as operators see it: what users see, then where it was raised and,
+    for a dead letter, the traceback."""
+    return "\n".join(part for part in (job.error or "", job.error_detail) if part)
+
+
 def job_json(job: Job) -> dict[str, Any]:
     """A job for the live job page."""
     return {
@@ -87,6 +93,6 @@ def job_json(job: Job) -> dict[str, Any]:
         "progress_msg": job.progress_msg,
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
-        "error": job.error or "",
+        "error": operator_error(job),
         "result_url": result_url(job),
     }

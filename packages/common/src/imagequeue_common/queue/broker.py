@@ -259,8 +259,9 @@ class EngineBroker(AsyncBroker):
         if self._finisher is None:
             raise QueueUnavailableError("the broker is shut down")
         self._finisher.submit(
-            FinishOp(lease.job_id, lease.token, outcome.kind, outcome.value, outcome.error)
-        )
+            FinishOp(lease.job_id, lease.token, outcome.kind, outcome.value, outcome.error,
+                     outcome.detail)
+        )  # fmt: skip
 
     async def _wait(self, result: ClaimResult) -> None:
         if result.status == "limited":

@@ -27,6 +27,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: int | None = None
     due_at: int | None = None
     error: str | None = None
+    """The last error as users may see it (``Type: message``)."""
+    error_detail: str = ""
+    """Where that error was raised and, for a dead letter, its traceback: operators only."""
     result: str | None = None
     stalls: int = 0
     worker: str | None = None
@@ -58,6 +61,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
             finished_at=opt_int("finished_at"),
             due_at=opt_int("due_at"),
             error=fields.get("error"),
+            error_detail=fields.get("error_detail", ""),
             result=fields.get("result"),
             stalls=int(fields.get("stalls", 0)),
             worker=fields.get("worker"),

@@ -30,19 +30,22 @@ _BATCH = 500
 
 
 class FinishOp(msgspec.Struct, frozen=True):
-    """How one leased run ended. ``value``: result JSON, or the retry delay in ms."""
+    """How one leased run ended. ``value``: result JSON, or the retry delay in ms;
+    ``error`` what users may see, ``detail`` where it was raised (and a dead letter's
+    traceback), for operators."""
 
     job_id: str
     token: str
     kind: FinishKind
     value: str = ""
     error: str = ""
+    detail: str = ""
 
 
 def _op_args(ops: Sequence[FinishOp]) -> list[str | int]:
     args: list[str | int] = [len(ops)]
     for op in ops:
-        args += [op.job_id, op.token, op.kind, op.value, op.error]
+        args += [op.job_id, op.token, op.kind, op.value, op.error, op.detail]
     return args
 
 

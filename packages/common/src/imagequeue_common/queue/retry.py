@@ -7,7 +7,6 @@ retry, and at once for terminal failures, the job is dead-lettered in ``failed``
 from __future__ import annotations
 
 import math
-import re
 import traceback
 
 import msgspec
@@ -19,15 +18,18 @@ from imagequeue_common.settings import BackoffKind, Settings
 _MAX_ERROR_CHARS = 4000
 _MAX_TRACEBACK_CHARS = 4000
 TRACEBACK_MARK = "\n--- traceback ---\n"
-"""Separates a dead letter's one-line error from its traceback (``lua/_lib.lua`` knows it too)."""
+"""Starts the traceback in a dead letter's ``detail``, after the line that says where."""
 
 
 class Outcome(msgspec.Struct, frozen=True):
-    """The decided end of one run."""
+    """The decided end of one run. ``error`` is what a user may see (``Type: message``,
+    and ``(gave up after N attempts)`` on the last one); ``detail`` is for operators only:
+    where it was raised and, for a dead letter, the traceback."""
 
     kind: FinishKind
     value: str = ""
     error: str = ""
+    detail: str = ""
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -55,48 +57,36 @@ class RetryPolicy(msgspec.Struct, frozen=True):
             return Outcome("completed", value=value)
         if isinstance(error, JobCancelledError):
             return Outcome("cancelled")
-        text = describe(error)
+        text, detail = describe(error), raised_at(error)
         if isinstance(error, TerminalJobError):
-            return Outcome("failed", error=text + traceback_section(error))
+            return Outcome("failed", error=text, detail=detail + traceback_section(error))
         if attempts >= max_attempts:
             text += f" (gave up after {attempts} attempts)"
-            return Outcome("failed", error=text + traceback_section(error))
+            return Outcome("failed", error=text, detail=detail + traceback_section(error))
         delay = self.delay_ms(attempts)
         if isinstance(error, RetryableJobError) and error.retry_after_s is not None:
             delay = max(delay, math.ceil(error.retry_after_s * 1000))
-        return Outcome("retry", value=str(delay), error=text)
+        return Outcome("retry", value=str(delay), error=text, detail=detail)
 
 
 def describe(error: BaseException) -> str:
-    """``Type: message`` and the innermost frame, capped, for the job's ``error`` field."""
-    text = f"{type(error).__name__}: {error}"
+    """``Type: message``, capped: the job's ``error`` field, which users see."""
+    return f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
+
+
+def raised_at(error: BaseException) -> str:
+    """Where ``error`` was raised (``at http.py:89 in send``), '' when it never was."""
     frames = traceback.extract_tb(error.__traceback__)
-    if frames:
-        last = frames[-1]
-        text += f" (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name})"
-    return text[:_MAX_ERROR_CHARS]
+    if not frames:
+        return ""
+    last = frames[-1]
+    return f"at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
 
 
 def traceback_section(error: BaseException) -> str:
     """The marker line and the last 4000 characters of ``error``'s formatted traceback
-    (chained causes included), for a dead letter; '' when it was never raised."""
+    (chained causes included), for a dead letter's detail; '' when it was never raised."""
     if error.__traceback__ is None:
         return ""
     formatted = "".join(traceback.format_exception(error)).rstrip("\n")
     return TRACEBACK_MARK + formatted[-_MAX_TRACEBACK_CHARS:]
-
-
-def short_error(error: str) -> str:
-    """A stored error without its traceback section (what ``describe`` wrote)."""
-    return error.split(TRACEBACK_MARK, 1)[0]
-
-
-_LOCATION = re.compile(r" \(at [^()]+:\d+ in [^()]*\)(?=( \(gave up after \d+ attempts\))?$)")
-"""The code location ``describe`` appends (`` (at http.py:89 in send)``), last but for the
-note ``decide`` may add."""
-
-
-def public_error(error: str) -> str:
-    """A stored error as a user may see it: type, message and what became of the job
-    (``(gave up after 4 attempts)``), without the traceback section or the code location."""
-    return _LOCATION.sub("", short_error(error).rstrip("\n"), count=1)

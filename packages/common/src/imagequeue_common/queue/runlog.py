@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from imagequeue_common.errors import JobFailureError
 from imagequeue_common.outage import unreachable
-from imagequeue_common.queue.retry import Outcome, short_error
+from imagequeue_common.queue.retry import Outcome
 
 if TYPE_CHECKING:
     from imagequeue_common.queue.lease import Lease
@@ -45,7 +45,7 @@ def log_outcome(lease: Lease, outcome: Outcome, error: BaseException | None, ran
             "✗ Job %s %s after %d attempts here, but its lease had been lost: nothing "
             "recorded, the job is in the hands of whoever holds it now%s",
             lease.job_id, _ENDED[outcome.kind], lease.attempts,
-            f" ({short_error(outcome.error)})" if outcome.error else "",
+            f" ({outcome.error})" if outcome.error else "",
             extra={**extra, "outcome": "lease_lost"}, exc_info=exc_info,
         )  # fmt: skip
         return
@@ -56,8 +56,8 @@ def log_outcome(lease: Lease, outcome: Outcome, error: BaseException | None, ran
             lease.max_attempts - 1, int(outcome.value) / 1000, extra=extra, exc_info=exc_info,
         )  # fmt: skip
         return
-    # The stored error's traceback section is left out: exc_info logs it, when wanted.
+    # The stored detail's traceback is left out: exc_info logs it, when wanted.
     log.error(
         "✗ Job %s failed after %d attempts: %s - moved to the dead-letter queue",
-        lease.job_id, lease.attempts, short_error(outcome.error), extra=extra, exc_info=exc_info,
+        lease.job_id, lease.attempts, outcome.error, extra=extra, exc_info=exc_info,
     )  # fmt: skip

@@ -95,21 +95,10 @@ local function count_minute(prefix, now, completed, failed)
   end
 end
 
--- A dead letter's error may end in a full traceback (after this marker line); the event
--- stream gets only the part before it, so the capped stream stays small.
-local TRACEBACK_MARK = '\n--- traceback ---\n'
-local function short_error(err)
-  local at = string.find(err, TRACEBACK_MARK, 1, true)
-  if at then
-    return string.sub(err, 1, at - 1)
-  end
-  return err
-end
-
 -- End one leased run (see finish.lua for the op format). K holds the key names: active,
 -- completed, failed, delayed, cancelled, events, metrics, marker, users. Returns 1 if applied, 0 if
 -- the caller's lease was lost (the job was recovered elsewhere): then nothing changes.
-local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind, value, err)
+local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind, value, err, detail)
   local jk = prefix .. 'job:' .. id
   local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at', 'user')
   if cur[1] ~= 'active' or cur[2] ~= token then
@@ -132,13 +121,13 @@ local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind
   elseif kind == 'retry' then
     local due_at = now + tonumber(value)
     moves.push(K.delayed, due_at, id)
-    redis.call('HSET', jk, 'state', 'delayed', 'due_at', due_at, 'error', err)
+    redis.call('HSET', jk, 'state', 'delayed', 'due_at', due_at, 'error', err, 'error_detail', detail)
     wake(K.marker)
-    emit(K.events, maxlen, id, 'delayed', 'due_at', due_at, 'error', short_error(err))
+    emit(K.events, maxlen, id, 'delayed', 'due_at', due_at, 'error', err)
   elseif kind == 'failed' then
     moves.push(K.failed, now, id)
-    redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
-    emit(K.events, maxlen, id, 'failed', 'error', short_error(err))
+    redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err, 'error_detail', detail)
+    emit(K.events, maxlen, id, 'failed', 'error', err)
   else
     moves.push(K.cancelled, now, id)
     redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', now)
@@ -148,7 +137,7 @@ local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind
   return 1
 end
 
--- Apply n finish ops from ARGV starting at index first (5 values each); returns a string of
+-- Apply n finish ops from ARGV starting at index first (6 values each); returns a string of
 -- '1' (applied) and '0' (lease lost), one character per op.
 local function finish_ops(K, prefix, maxlen, n, first)
   if n == 0 then
@@ -171,8 +160,8 @@ local function finish_ops(K, prefix, maxlen, n, first)
   local i = first
   for k = 1, n do
     applied[k] = finish_one(K, prefix, maxlen, now, counts, moves,
-      ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
-    i = i + 5
+      ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+    i = i + 6
   end
   if #moves.left > 0 then
     redis.call('ZREM', K.active, unpack(moves.left))

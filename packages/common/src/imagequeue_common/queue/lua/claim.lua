@@ -6,7 +6,7 @@
 -- KEYS[10] failed  KEYS[11] cancelled  KEYS[12] users
 -- ARGV[1] key prefix  ARGV[2] lease ms  ARGV[3] rate max (0 = none)  ARGV[4] rate window ms
 -- ARGV[5] worker id  ARGV[6] jobs wanted  ARGV[7] events maxlen  ARGV[8] finish ops, then
--- 5 values per op as in finish.lua
+-- 6 values per op as in finish.lua
 -- Returns {status, wait ms, finish flags ('1' applied / '0' lease lost, one per op), then
 -- id, payload, token, attempts, max_attempts for each leased job}; status is 'ok',
 -- 'empty' (wait = ms until the next delayed job is due, or -1), 'limited' (wait = ms to wait)

@@ -18,7 +18,7 @@ for _, id in ipairs(expired) do
   if stalls > tonumber(ARGV[2]) then
     local err = 'job stalled ' .. stalls .. ' times (its worker stopped renewing the lease)'
     redis.call('ZADD', KEYS[3], now, id)
-    redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err)
+    redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err, 'error_detail', '')
     redis.call('HINCRBY', KEYS[6], 'failed', 1)
     count_minute(ARGV[1], now, 0, 1)
     user_pending(KEYS[7], redis.call('HGET', jk, 'user'), -1)
