@@ -386,6 +386,22 @@ async def test_upstream_permits_follow_the_limit_with_its_guard(
     await wait_until(granted_again, 2, "the window to slide")
 
 
+async def test_a_late_caller_widens_its_own_permit_window(
+    redis: Redis, settings: Settings
+) -> None:
+    ledger = JobLedger(
+        redis,
+        replace(settings, rate_limit_max=2, rate_limit_duration_ms=300, rate_limit_guard_ms=0),
+    )
+    assert [await ledger.upstream_permit(f"j{i}", "1") for i in range(2)] == [0, 0]
+    on_time = await ledger.upstream_permit("j2", "1")
+    late = await ledger.upstream_permit("j2", "1", local_lag_ms=200)
+    assert 0 < on_time <= 300
+    assert on_time + 190 <= late <= 500  # its window is 200 ms longer
+    with pytest.raises(InvalidJobError, match="local lag must not be negative"):
+        await ledger.upstream_permit("j2", "1", local_lag_ms=-1)
+
+
 async def test_upstream_permits_stop_during_a_hold(redis: Redis, settings: Settings) -> None:
     ledger = JobLedger(redis, replace(settings, rate_limit_max=0))
     assert await ledger.upstream_permit("a", "1") == 0  # no limit: always, but for a hold

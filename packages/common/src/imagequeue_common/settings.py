@@ -58,8 +58,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_duration_ms: int = 1000
     rate_limit_guard_ms: int = 25
     """Added to the window when a job asks to send its AI request (``permit.lua``), so the
-    jitter between the permit and the request's arrival cannot squeeze ``max + 1`` requests
-    into one window as the GPU side sees it."""
+    network's jitter between the permit and the request's arrival cannot squeeze ``max + 1``
+    requests into one window as the GPU side sees it (the worker adds its own loop's recent
+    delay on top: ``imagequeue_worker.looplag``)."""
     worker_concurrency: int = 5
     expected_job_s: float = 45.0
     """The upstream's typical seconds per image (the seed's GPU: 30-60 s): the ETA's job

@@ -34,6 +34,7 @@ from imagequeue_common.prompts import build_prompt, seed_for
 from imagequeue_common.queue.context import JobHandle
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.settings import Settings
+from imagequeue_worker.looplag import LoopLag
 from imagequeue_worker.upstream import ImageBackend, ImageRequest
 
 log = logging.getLogger("imagequeue.worker")
@@ -49,12 +50,17 @@ class ImagePipeline:
         assets: AssetStore,
         backend: ImageBackend,
         ledger: JobLedger,
+        *,
+        lag: LoopLag | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.assets = assets
         self.backend = backend
         self.ledger = ledger
+        self.lag = lag or LoopLag()
+        """This process's loop delay, added to each permit's window (see :mod:`looplag`);
+        it only counts once started (the worker does so at startup)."""
 
     async def run(self, payload: GenerateImagePayload, job: JobHandle) -> GenerateImageResult:
         """Generate, check, save and record one image; see the module docstring."""
@@ -128,7 +134,7 @@ class ImagePipeline:
     async def _permit(self, job: JobHandle) -> None:
         """Wait until the rate limit (and any 429 hold) lets this job's request go out."""
         while (wait_ms := await job.until_redis_answers(
-            lambda: self.ledger.upstream_permit(job.id, job.token)
+            lambda: self.ledger.upstream_permit(job.id, job.token, self.lag.recent_max_ms)
         )) > 0:  # fmt: skip
             if await job.cancel_requested():
                 raise JobCancelledError(job.id)

@@ -16,6 +16,7 @@ from imagequeue_common.assets import AssetStore
 from imagequeue_common.errors import TerminalJobError
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import redact_url
+from imagequeue_worker.looplag import LoopLag
 from imagequeue_worker.pipeline import ImagePipeline
 from imagequeue_worker.upstream import create_backend, create_client
 
@@ -41,7 +42,9 @@ def register_resources(broker: EngineBroker) -> None:
         store: CharacterStore = await open_store(settings.database_url)
         state.http_client, state.store = client, store
         assets = AssetStore(settings.assets_dir, settings.assets_url_prefix)
-        state.pipeline = ImagePipeline(settings, store, assets, backend, broker.ledger)
+        lag = LoopLag()
+        lag.start()
+        state.pipeline = ImagePipeline(settings, store, assets, backend, broker.ledger, lag=lag)
         log.info("images from %s (%s) into %s; store %s",
                  redact_url(settings.ai_generation_api_url or ""), backend.name,
                  assets.root, redact_url(settings.database_url))  # fmt: skip
@@ -51,6 +54,8 @@ def register_resources(broker: EngineBroker) -> None:
             return
         client: httpx.AsyncClient = state.http_client
         store: CharacterStore = state.store
+        pipeline: ImagePipeline = state.pipeline
+        await pipeline.lag.stop()
         await client.aclose()
         await store.close()
         state.pipeline = None
