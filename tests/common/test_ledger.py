@@ -367,6 +367,26 @@ async def test_stats_total_is_the_sum_of_the_seed_states(ledger: JobLedger) -> N
     assert (stats.total, stats.cancelled) == (6, 1)
 
 
+async def test_only_rate_limited_jobs_wait_for_the_limit_the_others_pass_them(
+    redis: Redis, settings: Settings
+) -> None:
+    ledger = JobLedger(redis, replace(settings, rate_limit_max=2, rate_limit_duration_ms=60_000))
+    for i in range(4):  # in claim order: limited, free, limited, limited, free, ...
+        await add(ledger, f"lim{i}")
+        await add(ledger, f"free{i}", rate_limited=False)
+    first = await ledger.claim("w", 5)
+    assert [j.job_id for j in first.jobs] == ["lim0", "free0", "lim1", "free1", "free2"]
+    second = await ledger.claim("w", 5)  # the limit is used up: only the free one is left
+    assert [j.job_id for j in second.jobs] == ["free3"]
+    third = await ledger.claim("w", 5)
+    assert (third.status, third.jobs) == ("limited", [])
+    assert 59_000 < third.wait_ms <= 60_000
+    # The limited jobs kept their places, in order, for when the window slides.
+    assert await ledger.position("lim2") == 0
+    assert await ledger.position("lim3") == 1
+    assert (await ledger.metrics()).rate_limited == 1
+
+
 async def test_upstream_permits_follow_the_limit_with_its_guard(
     redis: Redis, settings: Settings
 ) -> None:
@@ -386,9 +406,7 @@ async def test_upstream_permits_follow_the_limit_with_its_guard(
     await wait_until(granted_again, 2, "the window to slide")
 
 
-async def test_a_late_caller_widens_its_own_permit_window(
-    redis: Redis, settings: Settings
-) -> None:
+async def test_a_late_caller_widens_its_own_permit_window(redis: Redis, settings: Settings) -> None:
     ledger = JobLedger(
         redis,
         replace(settings, rate_limit_max=2, rate_limit_duration_ms=300, rate_limit_guard_ms=0),

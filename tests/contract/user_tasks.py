@@ -32,6 +32,13 @@ async def add(a: int, b: int, context: Annotated[Context, TaskiqDepends()]) -> i
     return a + b
 
 
+@broker.task(rate_limited=True)
+async def add_under_the_limit(a: int, b: int) -> int:
+    """A plain task that asks for the GPU's rate limit (``RATE_LIMIT_MAX``), as
+    ``generate_image`` has it."""
+    return a + b
+
+
 @broker.task(ack_type="when_executed")
 async def add_acked_when_executed(
     a: int, b: int, context: Annotated[Context, TaskiqDepends()]

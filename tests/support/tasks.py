@@ -12,7 +12,7 @@ import asyncio
 from imagequeue_common.errors import RetryableJobError, TerminalJobError
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.context import CurrentJob
-from imagequeue_common.queue.labels import ENGINE_RETRIES
+from imagequeue_common.queue.labels import ENGINE_LABELS
 from imagequeue_worker import app as worker_app
 
 RECORD = "test.record"
@@ -58,7 +58,7 @@ def register_test_tasks(broker: EngineBroker) -> None:
             pipe.hincrby(probe_key(queue, "done"), job_id, 1)
             await pipe.execute()
 
-    @broker.task(task_name=RECORD, retries=ENGINE_RETRIES)
+    @broker.task(task_name=RECORD, **ENGINE_LABELS)
     async def record(job: CurrentJob, sleep_ms: int = 0, value: int = 0) -> int:
         await note_start(job.id)
         if sleep_ms:
@@ -66,19 +66,19 @@ def register_test_tasks(broker: EngineBroker) -> None:
         await note_end(job.id)
         return value
 
-    @broker.task(task_name=FAIL, retries=ENGINE_RETRIES)
+    @broker.task(task_name=FAIL, **ENGINE_LABELS)
     async def fail(job: CurrentJob, retry_after_s: float | None = None) -> None:
         await note_start(job.id)
         await note_end(job.id)
         raise RetryableJobError(f"boom on attempt {job.attempt}", retry_after_s=retry_after_s)
 
-    @broker.task(task_name=TERMINAL, retries=ENGINE_RETRIES)
+    @broker.task(task_name=TERMINAL, **ENGINE_LABELS)
     async def terminal(job: CurrentJob) -> None:
         await note_start(job.id)
         await note_end(job.id)
         raise TerminalJobError("400 Bad Request: the prompt was refused")
 
-    @broker.task(task_name=FLAKY, retries=ENGINE_RETRIES)
+    @broker.task(task_name=FLAKY, **ENGINE_LABELS)
     async def flaky(job: CurrentJob, fail_runs: int) -> str:
         await note_start(job.id)
         await note_end(job.id)
@@ -86,7 +86,7 @@ def register_test_tasks(broker: EngineBroker) -> None:
             raise ConnectionError(f"upstream reset on attempt {job.attempt}")
         return "ok"
 
-    @broker.task(task_name=STEPS, retries=ENGINE_RETRIES)
+    @broker.task(task_name=STEPS, **ENGINE_LABELS)
     async def steps(job: CurrentJob, steps: int, step_ms: int) -> int:
         await note_start(job.id)
         try:

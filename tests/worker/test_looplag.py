@@ -18,6 +18,7 @@ async def test_a_blocked_loop_shows_as_lag_and_is_forgotten_after_keep_s() -> No
     try:
         await asyncio.sleep(0.05)
         time.sleep(0.12)  # noqa: ASYNC251 - the point: the loop cannot run for 120 ms
+
         async def lag_at_least(ms: int) -> bool:
             return lag.recent_max_ms >= ms
 

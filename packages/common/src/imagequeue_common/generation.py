@@ -17,7 +17,7 @@ from imagequeue_common.contracts import (
 )
 from imagequeue_common.errors import GenerationDisabledError, InvalidJobError
 from imagequeue_common.queue.broker import EngineBroker
-from imagequeue_common.queue.labels import ENGINE_RETRIES
+from imagequeue_common.queue.labels import ENGINE_LABELS
 from imagequeue_common.queue.ledger import Enqueued
 
 log = logging.getLogger("imagequeue.jobs")
@@ -76,7 +76,7 @@ async def queue_image_generation(
         raise InvalidJobError(str(exc)) from None
     job_id = job_id or new_job_id(character.id)
     labels = {"priority": level.value, "user_id": user_id, "ref": character.id,
-              "retries": ENGINE_RETRIES}  # fmt: skip
+              **ENGINE_LABELS}  # fmt: skip
     queued = await broker.submit(GENERATE_IMAGE_TASK, job_id, [payload], labels)
     # Names, not prompts: the character's description and traits stay out of logs.
     log.info(

@@ -16,7 +16,7 @@ from imagequeue_common.contracts import (
 from imagequeue_common.errors import TerminalJobError
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.context import CurrentJob
-from imagequeue_common.queue.labels import ENGINE_RETRIES
+from imagequeue_common.queue.labels import ENGINE_LABELS
 from imagequeue_worker.resources import Pipeline, register_resources
 
 log = logging.getLogger("imagequeue.worker")
@@ -27,7 +27,7 @@ def register_tasks(broker: EngineBroker) -> None:
     settings = broker.settings
     register_resources(broker)
 
-    @broker.task(task_name=GENERATE_IMAGE_TASK, retries=ENGINE_RETRIES)
+    @broker.task(task_name=GENERATE_IMAGE_TASK, **ENGINE_LABELS)
     async def generate_image(
         payload: dict[str, Any], job: CurrentJob, pipeline: Pipeline
     ) -> dict[str, Any]:

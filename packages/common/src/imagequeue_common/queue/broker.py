@@ -28,7 +28,13 @@ from imagequeue_common.queue.finisher import Finisher, report
 from imagequeue_common.queue.formatter import MsgspecFormatter, encode_call
 from imagequeue_common.queue.heartbeat import Heartbeat
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
-from imagequeue_common.queue.labels import delay_ms, label_str, max_attempts
+from imagequeue_common.queue.labels import (
+    RATE_LIMITED,
+    delay_ms,
+    label_bool,
+    label_str,
+    max_attempts,
+)
 from imagequeue_common.queue.lease import Lease
 from imagequeue_common.queue.ledger import Enqueued, FinishOp, JobLedger
 from imagequeue_common.queue.outcomes import OutcomeMiddleware
@@ -147,7 +153,7 @@ class EngineBroker(AsyncBroker):
 
     async def kick(self, message: BrokerMessage) -> None:
         """Enqueue one job from a taskiq message (labels: priority, delay, user_id, ref,
-        retries, max_attempts). The id of a finished job starts it afresh; a run that
+        retries, max_attempts, rate_limited). The id of a finished job starts it afresh; a run that
         kicks its own task id again (taskiq's ``context.requeue()``, its retry
         middlewares) is delivered again, with the new message, after its ``delay`` once
         this run has ended; an id waiting or running elsewhere is refused
@@ -190,6 +196,7 @@ class EngineBroker(AsyncBroker):
                 user_quota=self.settings.user_max_pending,
                 ref=label_str(labels, "ref"),
                 replace_finished=replace_finished,
+                rate_limited=label_bool(labels, RATE_LIMITED),
             )
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc

@@ -1,4 +1,5 @@
-"""A job's taskiq labels (delay, user_id, ref, retries, max_attempts), checked and converted."""
+"""A job's taskiq labels (delay, user_id, ref, retries, max_attempts, rate_limited), checked
+and converted."""
 
 from __future__ import annotations
 
@@ -39,9 +40,30 @@ def label_int(labels: dict[str, Any], name: str) -> int | None:
         raise InvalidJobError(f"label {name} must be a whole number, got {raw!r}") from None
 
 
+def label_bool(labels: dict[str, Any], name: str) -> bool:
+    """A yes/no label (``True``/``False``, ``true``/``false``, ``1``/``0``); False when absent."""
+    raw = labels.get(name)
+    if raw is None or raw == "":
+        return False
+    value = str(raw).strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise InvalidJobError(f"label {name} must be true or false, got {raw!r}")
+
+
+RATE_LIMITED = "rate_limited"
+"""The label that puts a task's starts under ``RATE_LIMIT_MAX`` (``generate_image`` has it;
+a plain taskiq task starts whenever a slot is free)."""
+
 ENGINE_RETRIES = "engine"
 """The ``retries`` label's value for the engine's own retry policy: ``JOB_RETRIES`` retries
 with its backoff (what ``generate_image`` has)."""
+
+ENGINE_LABELS: dict[str, str] = {"retries": ENGINE_RETRIES, RATE_LIMITED: "true"}
+"""What a task of the engine's own kind declares (``generate_image``): the engine's retries
+and backoff, starts under the rate limit."""
 
 
 def max_attempts(labels: dict[str, Any], job_retries: int) -> int:

@@ -77,13 +77,15 @@ class JobLedger(LedgerReads, LedgerControl):
         user_quota: int = 0,
         ref: str = "",
         replace_finished: bool = False,
+        rate_limited: bool = True,
     ) -> Enqueued:
         """Add a job; raises :class:`DuplicateJobError` if the id exists (with
         ``replace_finished``: unless its job has finished, which then starts afresh) and
         :class:`UserQuotaError` when ``user_id`` already has ``user_quota`` unfinished jobs
         (0: no quota); nothing changes in either case. ``user_id`` and ``ref`` (what the job
-        is for) are indexed for search. The answer carries the job's place in the queue,
-        read in the same atomic call."""
+        is for) are indexed for search. A job that is not ``rate_limited`` starts without
+        counting against ``RATE_LIMIT_MAX``. The answer carries the job's place in the
+        queue, read in the same atomic call."""
         if delay_ms < 0:
             raise InvalidJobError(f"delay must not be negative, got {delay_ms} ms")
         attempts = self.settings.job_retries + 1 if max_attempts is None else max_attempts
@@ -96,7 +98,7 @@ class JobLedger(LedgerReads, LedgerControl):
              k.completed, k.failed, k.cancelled],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16],
-             "1" if replace_finished else "0"],
+             "1" if replace_finished else "0", "1" if rate_limited else "0"],
         )  # fmt: skip
         if reply == EnqueueRefusal.EXISTS:
             raise DuplicateJobError(job_id)

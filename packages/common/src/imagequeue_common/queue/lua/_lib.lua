@@ -25,7 +25,7 @@ local function job_key(prefix, id)
   return prefix .. 'job:' .. id
 end
 local function data_key(prefix, id)
-  return prefix .. 'job:' .. id .. ':data'
+  return job_key(prefix, id) .. ':data'
 end
 
 -- Append one event to the queue's capped stream.
@@ -99,7 +99,7 @@ end
 -- completed, failed, delayed, cancelled, events, metrics, marker, users. Returns 1 if applied, 0 if
 -- the caller's lease was lost (the job was recovered elsewhere): then nothing changes.
 local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind, value, err, detail)
-  local jk = prefix .. 'job:' .. id
+  local jk = job_key(prefix, id)
   local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at', 'user')
   if cur[1] ~= 'active' or cur[2] ~= token then
     return 0

@@ -5,7 +5,7 @@
 -- ARGV[1] key prefix  ARGV[2] events maxlen  ARGV[3] job id
 -- Returns 'cancelled', 'requested', 'missing', or the state that forbids it.
 local id = ARGV[3]
-local jk = ARGV[1] .. 'job:' .. id
+local jk = job_key(ARGV[1], id)
 local state = redis.call('HGET', jk, 'state')
 if not state then
   return 'missing'

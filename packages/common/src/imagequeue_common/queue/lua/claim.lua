@@ -26,7 +26,7 @@ end
 
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
-  local jk = ARGV[1] .. 'job:' .. id
+  local jk = job_key(ARGV[1], id)
   local seq = redis.call('HINCRBY', KEYS[6], 'seq', 1)
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZADD', KEYS[1], waiting_score(redis.call('HGET', jk, 'priority'), seq), id)
@@ -49,26 +49,51 @@ end
 local want = math.min(tonumber(ARGV[6]), nwaiting)
 local rmax = tonumber(ARGV[3])
 local window_us = tonumber(ARGV[4]) * 1000
+-- Only jobs enqueued as rate limited (generate_image; a plain task that asks) count against
+-- the limit; a job whose hash says 'unlimited' starts whenever a slot is free.
+local popped
 if rmax > 0 then
   -- Sliding log: the window (now - duration, now] holds every start that still counts.
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', nowus - window_us)
-  local used = redis.call('ZCARD', KEYS[4])
-  if used >= rmax then
-    local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-    redis.call('HINCRBY', KEYS[8], 'rate_limited', 1)
-    return {'limited', math.max(1, math.ceil((tonumber(oldest[2]) + window_us - nowus) / 1000)), flags}
+  local room = rmax - redis.call('ZCARD', KEYS[4])
+  if room < want then
+    -- Not room for all: take the best jobs in order, passing over limited ones once the
+    -- room is used up (they keep their places); at most 20 looked at beyond what is wanted.
+    local seen = redis.call('ZRANGE', KEYS[1], 0, want + 19)
+    popped = {}
+    for _, id in ipairs(seen) do
+      if #popped >= want * 2 then
+        break
+      end
+      local unlimited = redis.call('HGET', job_key(ARGV[1], id), 'unlimited') == '1'
+      if unlimited or room > 0 then
+        if not unlimited then
+          room = room - 1
+        end
+        popped[#popped + 1] = id
+        popped[#popped + 1] = 0
+      end
+    end
+    if #popped == 0 then
+      local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+      redis.call('HINCRBY', KEYS[8], 'rate_limited', 1)
+      return {'limited', math.max(1, math.ceil((tonumber(oldest[2]) + window_us - nowus) / 1000)), flags}
+    end
+    local ids = {}
+    for i = 1, #popped, 2 do
+      ids[#ids + 1] = popped[i]
+    end
+    redis.call('ZREM', KEYS[1], unpack(ids))
   end
-  want = math.min(want, rmax - used)
 end
-
-local popped = redis.call('ZPOPMIN', KEYS[1], want)
+popped = popped or redis.call('ZPOPMIN', KEYS[1], want)
 local out = {'ok', 0, flags}
 local deadline = now + tonumber(ARGV[2])
 local leases, starts, data = {}, {}, {}
 for i = 1, #popped, 2 do
   local id = popped[i]
-  local jk = ARGV[1] .. 'job:' .. id
-  local f = redis.call('HMGET', jk, 'token', 'attempts', 'max_attempts')
+  local jk = job_key(ARGV[1], id)
+  local f = redis.call('HMGET', jk, 'token', 'attempts', 'max_attempts', 'unlimited')
   local token = tonumber(f[1] or '0') + 1
   local attempts = tonumber(f[2] or '0') + 1
   redis.call('HSET', jk, 'state', 'active', 'started_at', now, 'worker', ARGV[5],
@@ -76,8 +101,10 @@ for i = 1, #popped, 2 do
   emit(KEYS[5], ARGV[7], id, 'active', 'attempt', attempts)
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id
-  starts[#starts + 1] = nowus
-  starts[#starts + 1] = nowus .. ':' .. id
+  if f[4] ~= '1' then
+    starts[#starts + 1] = nowus
+    starts[#starts + 1] = nowus .. ':' .. id
+  end
   data[#data + 1] = data_key(ARGV[1], id)
   out[#out + 1] = id
   out[#out + 1] = false  -- the payload, filled in below from one MGET
@@ -90,7 +117,7 @@ for k = 1, #payloads do
   out[3 + (k - 1) * 5 + 2] = payloads[k]
 end
 redis.call('ZADD', KEYS[3], unpack(leases))
-if rmax > 0 then
+if rmax > 0 and #starts > 0 then
   redis.call('ZADD', KEYS[4], unpack(starts))
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]) * 2)
 end

@@ -10,6 +10,7 @@
 -- (a connection that died after the write) gets the answer of the first, not "exists"
 -- ARGV[13] '1': an id whose job has finished (completed, failed, cancelled) is replaced by
 -- the new one, which starts afresh (taskiq's kick of a task id again); '0': it exists
+-- ARGV[14] '1': the job's start counts against the rate limit (claim.lua); '0': it does not
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
 -- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists,
 -- or -1 when the user already has ARGV[10] unfinished jobs (nothing changed in either case).
@@ -45,6 +46,9 @@ end
 redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[6], 'seq', seq,
   'state', state, 'attempts', 0, 'max_attempts', ARGV[8], 'created_at', now,
   'nonce', ARGV[12])
+if ARGV[14] == '0' then
+  redis.call('HSET', jk, 'unlimited', '1')
+end
 redis.call('SET', data_key(ARGV[1], id), ARGV[4])
 if delay > 0 then
   redis.call('HSET', jk, 'due_at', now + delay)

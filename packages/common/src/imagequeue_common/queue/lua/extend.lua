@@ -8,7 +8,7 @@ local lease = tonumber(ARGV[2])
 local lost, cancel = {}, {}
 for i = 5, #ARGV, 2 do
   local id = ARGV[i]
-  local cur = redis.call('HMGET', ARGV[1] .. 'job:' .. id, 'state', 'token', 'cancel')
+  local cur = redis.call('HMGET', job_key(ARGV[1], id), 'state', 'token', 'cancel')
   if cur[1] == 'active' and cur[2] == ARGV[i + 1] then
     redis.call('ZADD', KEYS[1], 'XX', now + lease, id)
     if cur[3] == '1' then

@@ -4,7 +4,7 @@
 -- ARGV[5] percent (0-100)  ARGV[6] message ('' for none)
 -- Returns 1 when the job should go on, 0 when its cancellation was requested,
 -- -1 when the caller no longer holds the job's lease.
-local jk = ARGV[1] .. 'job:' .. ARGV[3]
+local jk = job_key(ARGV[1], ARGV[3])
 local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel')
 if cur[1] ~= 'active' or cur[2] ~= ARGV[4] then
   return -1

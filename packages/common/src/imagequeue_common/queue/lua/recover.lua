@@ -8,7 +8,7 @@ local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 local requeued, dead = {}, {}
 for _, id in ipairs(expired) do
-  local jk = ARGV[1] .. 'job:' .. id
+  local jk = job_key(ARGV[1], id)
   redis.call('ZREM', KEYS[1], id)
   local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
   -- A stalled run never finished, so it does not use up one of the job's retries.

@@ -6,7 +6,7 @@
 local released = 0
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
-  local jk = ARGV[1] .. 'job:' .. id
+  local jk = job_key(ARGV[1], id)
   local cur = redis.call('HMGET', jk, 'state', 'token', 'priority', 'seq')
   if cur[1] == 'active' and cur[2] == ARGV[i + 1] then
     redis.call('ZREM', KEYS[1], id)

@@ -5,7 +5,7 @@
 -- Returns the number of jobs moved; for one id: 1, or the job's state, or 'missing'.
 local ids
 if ARGV[3] ~= '' then
-  local state = redis.call('HGET', ARGV[1] .. 'job:' .. ARGV[3], 'state')
+  local state = redis.call('HGET', job_key(ARGV[1], ARGV[3]), 'state')
   if not state then
     return 'missing'
   end
@@ -17,7 +17,7 @@ else
   ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
 end
 for _, id in ipairs(ids) do
-  local jk = ARGV[1] .. 'job:' .. id
+  local jk = job_key(ARGV[1], id)
   local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZADD', KEYS[2], waiting_score(redis.call('HGET', jk, 'priority'), seq), id)
