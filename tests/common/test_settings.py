@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from imagequeue_common.errors import SettingsError
-from imagequeue_common.settings import DEFAULT_REDIS_URL, Settings, load_settings
+from imagequeue_common.settings import (
+    DEFAULT_REDIS_URL,
+    ENV_NAMES,
+    Settings,
+    load_settings,
+    replace,
+)
+from tests.support.procs import ROOT
 
 
 def test_defaults_follow_the_seed() -> None:
@@ -109,7 +116,7 @@ def test_image_pipeline_values_are_parsed() -> None:
         ({"AI_TOTAL_TIMEOUT_S": "nan"}, "AI_TOTAL_TIMEOUT_S must be a finite number"),
         ({"AI_TOTAL_TIMEOUT_S": "0"}, "AI_TOTAL_TIMEOUT_S must be above 0"),
         ({"AI_READ_TIMEOUT_S": "soon"}, "AI_READ_TIMEOUT_S must be a number"),
-        ({"AI_IMAGE_WIDTH": "4096"}, "AI_IMAGE_WIDTH and AI_IMAGE_HEIGHT must be from 64"),
+        ({"AI_IMAGE_WIDTH": "4096"}, "AI_IMAGE_WIDTH must be from 64 to 2048, got 4096"),
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL must start with sqlite:///"),
         ({"ASSETS_URL_PREFIX": "/assets/"}, "ASSETS_URL_PREFIX must start with"),
         ({"AI_GENERATION_API_KEY_HEADER": "X Key"}, "AI_GENERATION_API_KEY_HEADER must be"),
@@ -131,3 +138,33 @@ def test_repr_hides_keys_and_passwords() -> None:
         assert secret not in text
     assert "postgresql://app:***@db/imagequeue" in text
     assert "ai_generation_api_key='***'" in text
+
+
+def test_every_setting_is_read_from_its_name_and_documented() -> None:
+    # Names come from the struct's fields: each one set in the environment takes effect.
+    readme = (ROOT / "README.md").read_text()
+    fields = set(Settings.__struct_fields__)
+    assert {name.lower() for name in ENV_NAMES} == fields
+    assert [name for name in ENV_NAMES if f"`{name}`" not in readme] == []
+    assert load_settings({"EVENTS_MAXLEN": " 2_000 "}).events_maxlen == 2000
+    assert load_settings({"ADMIN_READONLY_USERNAME": "ro", "ADMIN_READONLY_PASSWORD": "x" * 12})
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"worker_concurrency": 0}, "WORKER_CONCURRENCY must be from 1 to 1000, got 0"),
+        ({"rate_limit_max": -1}, r"RATE_LIMIT_MAX must be 0 or more \(0: no limit\), got -1"),
+        ({"ai_total_timeout_s": 0.0}, "AI_TOTAL_TIMEOUT_S must be above 0, got 0.0"),
+        ({"queue_name": ""}, "QUEUE_NAME must not be empty"),
+    ],
+)
+def test_bounds_hold_for_settings_built_in_code_too(
+    changes: dict[str, object], needle: str
+) -> None:
+    # The annotation's bounds are checked in __post_init__, not only when reading the
+    # environment: `replace` and a Settings(...) in a test get the same message.
+    with pytest.raises(SettingsError, match=needle):
+        replace(Settings(), **changes)
+    with pytest.raises(SettingsError, match=needle):
+        Settings(**changes)  # type: ignore[arg-type]

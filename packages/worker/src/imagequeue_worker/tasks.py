@@ -45,6 +45,6 @@ def register_tasks(broker: EngineBroker) -> None:
                  report.completed, report.failed, report.cancelled)  # fmt: skip
         return msgspec.to_builtins(report)  # type: ignore[no-any-return]
 
-    @broker.task(task_name=NOOP_TASK)
+    @broker.task(task_name=NOOP_TASK, **ENGINE_LABELS)
     async def noop() -> None:
         return None
