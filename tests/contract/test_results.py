@@ -6,6 +6,7 @@ processes on real Redis; and the result backend on its own, for any task id."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -123,3 +124,31 @@ async def test_progress_of_any_id(client: EngineBroker) -> None:
     progress = await backend.get_progress("p1")
     assert progress is not None
     assert (progress.state, progress.meta) == (TaskState.RETRY, {"try": 2})
+
+
+async def test_a_result_reads_the_same_every_time_and_at_once(client: EngineBroker) -> None:
+    # Results stay until the queue's retention removes them (KEEP_COMPLETED_MS for any
+    # id's result): reading one does not consume it, also with ten readers at once.
+    backend: AsyncResultBackend[Any] = client.result_backend
+    result: TaskiqResult[int] = TaskiqResult(
+        is_err=True, log="My Log", return_value=11, execution_time=112.2
+    )
+    await backend.set_result("read-twice", result)
+    first = await backend.get_result("read-twice", with_logs=True)
+    reads = await asyncio.gather(
+        *[backend.get_result("read-twice", with_logs=True) for _ in range(10)]
+    )
+    assert all(read == first for read in reads)
+    assert (first.is_err, first.return_value, first.execution_time, first.log) == (
+        True, 11, 112.2, "My Log"
+    )  # fmt: skip
+
+
+async def test_a_later_progress_replaces_the_earlier(client: EngineBroker) -> None:
+    backend: AsyncResultBackend[Any] = client.result_backend
+    quarter = TaskProgress(state=TaskState.STARTED, meta={"message": "quarter way", "pct": 25})
+    half = TaskProgress(state=TaskState.STARTED, meta={"message": "half way", "pct": 50})
+    await backend.set_progress("p2", quarter)
+    assert await backend.get_progress("p2") == quarter
+    await backend.set_progress("p2", half)
+    assert await backend.get_progress("p2") == half

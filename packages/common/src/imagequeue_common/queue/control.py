@@ -41,27 +41,28 @@ class LedgerControl(LedgerBase):
 
     async def retry_failed(self, job_id: str) -> None:
         """Move one dead-lettered job back to waiting, its attempts reset."""
-        answer = await self._retry_failed_call(job_id)
-        if answer == "missing":
+        moved, refused = await self._retry_failed_call(job_id)
+        if refused == "missing":
             raise JobNotFoundError(job_id)
-        if answer != 1:
-            raise JobStateError(job_id, str(answer), "retry")
+        if moved != 1:
+            raise JobStateError(job_id, refused, "retry")
 
     async def retry_all_failed(self) -> int:
         """Move every dead-lettered job back to waiting; returns how many."""
         total = 0
-        while moved := int(await self._retry_failed_call("")):
+        while (moved := (await self._retry_failed_call(""))[0]) > 0:
             total += moved
         return total
 
-    async def _retry_failed_call(self, job_id: str) -> int | str:
+    async def _retry_failed_call(self, job_id: str) -> tuple[int, str]:
+        """Jobs moved, and why not ('' when moved; 'missing' or the one job's state)."""
         k = self.keys
-        answer: int | str = await self._scripts.call(
+        moved, refused = await self._scripts.call(
             "retry_failed",
             [k.failed, k.waiting, k.events, k.marker, k.meta, k.users],
             [k.prefix, self._maxlen, job_id, _BATCH],
         )
-        return answer
+        return int(moved), str(refused)
 
     async def clean(
         self, *, keep_completed_ms: int | None = None, keep_failed_ms: int | None = None

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 from pydantic_core import PydanticSerializationError, to_jsonable_python
-from taskiq import NoResultError, TaskiqMessage, TaskiqMiddleware, TaskiqResult
+from taskiq import AsyncBroker, NoResultError, TaskiqMessage, TaskiqMiddleware, TaskiqResult
 
 from imagequeue_common.errors import LeaseLostError
 from imagequeue_common.queue.lease import Lease
@@ -35,9 +35,17 @@ class LeaseHolder(Protocol):
 class OutcomeMiddleware(TaskiqMiddleware):
     """Decides each run's end (complete, retry later, dead-letter, cancelled) from its result."""
 
+    _holder: LeaseHolder | None = None
+
+    def set_broker(self, broker: AsyncBroker) -> None:
+        """Keep the broker, and whether it holds leases: decided once here, since a check
+        against a Protocol costs tens of microseconds, twice per run."""
+        super().set_broker(broker)
+        self._holder = broker if isinstance(broker, LeaseHolder) else None
+
     def _lease(self, message: TaskiqMessage) -> tuple[LeaseHolder, Lease] | None:
-        holder = self.broker
-        if not isinstance(holder, LeaseHolder):
+        holder = self._holder
+        if holder is None:
             return None
         lease = holder.lease(message.task_id)
         return None if lease is None else (holder, lease)

@@ -2,15 +2,15 @@
 -- KEYS[1] failed  KEYS[2] waiting  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
 -- KEYS[6] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] events maxlen  ARGV[3] job id, or '' for the oldest ARGV[4]
--- Returns the number of jobs moved; for one id: 1, or the job's state, or 'missing'.
+-- Returns {jobs moved, why not ('' when moved; for one id: 'missing' or the job's state)}.
 local ids
 if ARGV[3] ~= '' then
   local state = redis.call('HGET', job_key(ARGV[1], ARGV[3]), 'state')
   if not state then
-    return 'missing'
+    return {0, 'missing'}
   end
   if state ~= 'failed' then
-    return state
+    return {0, state}
   end
   ids = {ARGV[3]}
 else
@@ -30,4 +30,4 @@ end
 if #ids > 0 then
   wake(KEYS[4])
 end
-return #ids
+return {#ids, ''}
