@@ -21,20 +21,13 @@ from redis.exceptions import RedisError
 from taskiq import AckableMessage, AsyncBroker
 from taskiq.message import BrokerMessage
 
-from imagequeue_common.contracts import Priority
-from imagequeue_common.errors import InvalidJobError, QueueUnavailableError
+from imagequeue_common.errors import QueueUnavailableError
 from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.finisher import Finisher, report
 from imagequeue_common.queue.formatter import MsgspecFormatter, encode_call
 from imagequeue_common.queue.heartbeat import Heartbeat
 from imagequeue_common.queue.jobs import Claimed, ClaimResult
-from imagequeue_common.queue.labels import (
-    RATE_LIMITED,
-    delay_ms,
-    label_bool,
-    label_str,
-    max_attempts,
-)
+from imagequeue_common.queue.labels import delay_ms, job_options
 from imagequeue_common.queue.lease import Lease
 from imagequeue_common.queue.ledger import Enqueued, FinishOp, JobLedger
 from imagequeue_common.queue.outcomes import OutcomeMiddleware
@@ -180,24 +173,15 @@ class EngineBroker(AsyncBroker):
     ) -> Enqueued:  # fmt: skip
         if (task := self.find_task(task_name)) is not None:  # as its decorator says
             labels = {**task.labels, **labels}
-        try:
-            priority = Priority.parse(labels.get("priority", Priority.NORMAL))
-        except ValueError as exc:
-            raise InvalidJobError(str(exc)) from None
+        options = job_options(labels, self.settings.job_retries)
         try:
             return await self.ledger.enqueue(
-                job_id,
-                task_name,
-                data.decode(),
-                priority=priority,
-                user_id=label_str(labels, "user_id"),
-                delay_ms=delay_ms(labels.get("delay")),
-                max_attempts=max_attempts(labels, self.settings.job_retries),
-                user_quota=self.settings.user_max_pending,
-                ref=label_str(labels, "ref"),
-                replace_finished=replace_finished,
-                rate_limited=label_bool(labels, RATE_LIMITED),
-            )
+                job_id, task_name, data.decode(), priority=options.priority,
+                user_id=options.user_id, delay_ms=options.delay_ms,
+                max_attempts=options.max_attempts, user_quota=self.settings.user_max_pending,
+                ref=options.ref, replace_finished=replace_finished,
+                rate_limited=options.rate_limited,
+            )  # fmt: skip
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from imagequeue_common.contracts import Priority
 from imagequeue_common.errors import InvalidJobError
 
 
@@ -82,3 +85,31 @@ def max_attempts(labels: dict[str, Any], job_retries: int) -> int:
     if count is None or count < 0:
         raise InvalidJobError(f"label retries must be a whole number or 'engine', got {retries!r}")
     return count + 1
+
+
+class JobOptions(msgspec.Struct, frozen=True):
+    """How a message's labels say its job is to be queued."""
+
+    priority: Priority
+    user_id: str
+    delay_ms: int
+    max_attempts: int
+    ref: str
+    rate_limited: bool
+
+
+def job_options(labels: dict[str, Any], job_retries: int) -> JobOptions:
+    """The queueing options of a message's ``labels`` (:class:`InvalidJobError` when one is
+    malformed: nothing is queued then)."""
+    try:
+        priority = Priority.parse(labels.get("priority", Priority.NORMAL))
+    except ValueError as exc:
+        raise InvalidJobError(str(exc)) from None
+    return JobOptions(
+        priority=priority,
+        user_id=label_str(labels, "user_id"),
+        delay_ms=delay_ms(labels.get("delay")),
+        max_attempts=max_attempts(labels, job_retries),
+        ref=label_str(labels, "ref"),
+        rate_limited=label_bool(labels, RATE_LIMITED),
+    )
