@@ -1,4 +1,4 @@
-"""JSON answers, the JSON-body guard, and ``Idempotency-Key`` handling for POST routes."""
+"""JSON answers and ``Idempotency-Key`` handling for POST routes."""
 
 from __future__ import annotations
 
@@ -14,14 +14,6 @@ from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Resources
 
 JSON = "application/json"
-
-
-async def json_body(request: Request[Any, Any, Any]) -> None:
-    """``before_request`` hook: a POST body must be JSON (415 otherwise), checked before it is
-    parsed. A hook, not a guard: Litestar copies the route handler for every guard call."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != JSON:
-        raise Problem(415, f"Send the body as {JSON}, not {content_type or 'nothing'}.")
 
 
 def reply(status: int, payload: object) -> Response[bytes]:

@@ -5,14 +5,37 @@ Requests refuse unknown fields; names are the seed's camelCase on the wire.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
 T = TypeVar("T")
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=r"\S")]
-Trait = Annotated[str, msgspec.Meta(max_length=200)]
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
+_ID = re.compile(ID_PATTERN)
+
+
+def is_id(text: str) -> bool:
+    """True when ``text`` has the shape of our ids (one in a URL that has not cannot exist)."""
+    return _ID.fullmatch(text) is not None
+
+
+# Text holds no control characters (a NUL cannot even be stored in PostgreSQL); a
+# description may span lines. Whole-string patterns: msgspec searches, never matches.
+_LINE = r"^[^\x00-\x1f\x7f]*$"
+# Linear: the leading class (blanks) and the next (visible) are disjoint, so no backtracking.
+_VISIBLE_LINE = r"^[^\S\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+_LINES = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+PATTERN_MEANINGS = {
+    _LINE: "must be one line without control characters",
+    _VISIBLE_LINE: "must be one line with a visible character and no control characters",
+    _LINES: "must not contain control characters other than tab and line breaks",
+}
+"""What each text pattern asks, in words: the message a client gets instead of the regex."""
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_VISIBLE_LINE)]
+Trait = Annotated[str, msgspec.Meta(max_length=200, pattern=_LINE)]
+Description = Annotated[str, msgspec.Meta(max_length=2000, pattern=_LINES)]
 PriorityName = Literal["high", "normal", "low"]
 
 
@@ -30,7 +53,7 @@ class CreateCharacter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, r
 
     name: Name
     personality: Personality
-    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    description: Description = ""
     priority: PriorityName | None = None
     """Ask for a lower priority than your tier gives (never a higher one)."""
 

@@ -11,10 +11,18 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from imagequeue_api.auth import Caller, allowed_priority
+from imagequeue_api.bodies import json_body
 from imagequeue_api.problems import Problem
-from imagequeue_api.replies import idempotent, json_body, reply
+from imagequeue_api.replies import idempotent, reply
 from imagequeue_api.resources import Res, Resources
-from imagequeue_api.schemas import CharacterOut, CreateCharacter, Envelope, ImageJob, Page
+from imagequeue_api.schemas import (
+    CharacterOut,
+    CreateCharacter,
+    Envelope,
+    ImageJob,
+    Page,
+    is_id,
+)
 from imagequeue_api.views import character_view, queued_character_view
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import ImageQueueError, JobNotFoundError, JobStateError
@@ -26,6 +34,8 @@ log = logging.getLogger("imagequeue.api")
 
 async def own_character(resources: Resources, caller: Caller, character_id: str) -> Character:
     """The caller's character ``character_id``; 404 for another user's (as for a missing one)."""
+    if not is_id(character_id):  # a NUL or a bad byte would not even reach PostgreSQL
+        raise Problem(404, f"character {character_id!r} not found")
     character = await resources.store.get_character(character_id)
     if character.user_id != caller.user_id:
         raise Problem(404, f"character {character_id!r} not found")
@@ -38,7 +48,7 @@ class CharacterController(Controller):
     path = "/api/v1/characters"
     tags = ["characters"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post(before_request=json_body, status_code=201)
+    @post(before_request=json_body(CreateCharacter), status_code=201)
     async def create(
         self, data: JSONBody[CreateCharacter], request: Request[Any, Any, Any], caller: Caller,
         resources: Res,

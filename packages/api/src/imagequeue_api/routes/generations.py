@@ -12,11 +12,12 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from imagequeue_api.auth import Caller, allowed_priority
+from imagequeue_api.bodies import json_body
 from imagequeue_api.problems import Problem
-from imagequeue_api.replies import idempotent, json_body, reply
+from imagequeue_api.replies import idempotent, reply
 from imagequeue_api.resources import Res, Resources
 from imagequeue_api.routes.characters import own_character
-from imagequeue_api.schemas import CreateGeneration, Envelope, GenerationOut
+from imagequeue_api.schemas import CreateGeneration, Envelope, GenerationOut, is_id
 from imagequeue_api.views import generation_view
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import JobNotFoundError
@@ -28,6 +29,8 @@ KEEPALIVE_S = 15.0
 
 async def own_job(resources: Resources, caller: Caller, job_id: str) -> Job:
     """The caller's job ``job_id``; 404 for another user's (as for a missing one)."""
+    if not is_id(job_id):
+        raise Problem(404, f"generation {job_id!r} not found")
     try:
         job = await resources.broker.ledger.get_job(job_id)
     except JobNotFoundError:
@@ -43,7 +46,7 @@ class GenerationController(Controller):
     path = "/api/v1/generations"
     tags = ["generations"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post(before_request=json_body, status_code=202)
+    @post(before_request=json_body(CreateGeneration), status_code=202)
     async def create(
         self, data: JSONBody[CreateGeneration], request: Request[Any, Any, Any], caller: Caller,
         resources: Res,
