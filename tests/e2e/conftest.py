@@ -1,33 +1,23 @@
 """A real headless Chromium (Debian's, driven by Playwright; no browser download).
 
-The session installs the ``chromium`` package when it is missing (the test machines run as
-root); without it the browser tests are skipped with the reason, or fail when ``CI`` is set.
+The session installs the ``chromium`` package when it is missing (``tests.support.debian``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, async_playwright
+
+from tests.support.debian import ensure_tool
 
 CHROMIUM = "/usr/bin/chromium"
 
 
 def ensure_chromium() -> str:
     """Debian's chromium, installed with apt-get if it is not there yet."""
-    if not os.path.exists(CHROMIUM) and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=False,
-                       capture_output=True, timeout=900)  # fmt: skip
-    if not os.path.exists(CHROMIUM):
-        reason = f"no {CHROMIUM} and it could not be installed with apt-get"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return CHROMIUM
+    return ensure_tool(CHROMIUM, "chromium")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Res, Resources
 from imagequeue_common.errors import StoreUnavailableError
 
-PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+# Litestar adds "; charset=utf-8" to every text/ type itself.
+PROMETHEUS = "text/plain; version=0.0.4"
 
 
 @get("/healthz", tags=["health"])
