@@ -51,8 +51,9 @@ async def test_reads_only_while_subscribed_and_misses_nothing_after_subscribing(
 
     async with hub.subscribe("j1") as queue:
         await ledger.enqueue("j1", "t", "{}")  # right after subscribing: delivered
-        event = await asyncio.wait_for(queue.get(), 5)
+        entry_id, event = await asyncio.wait_for(queue.get(), 5)
         assert (event["job"], event["event"]) == ("j1", "waiting")
+        assert hub.position == entry_id  # what the reader took last
         assert queue.empty()  # "before" was not for j1, and older entries are not replayed
 
     async def idle() -> bool:  # the reader's last blocking read ended and none follows
@@ -64,4 +65,21 @@ async def test_reads_only_while_subscribed_and_misses_nothing_after_subscribing(
     await wait_until(idle, 5, "the hub to stop reading once nobody is subscribed")
     async with hub.subscribe("j2") as queue:  # following again from now
         await ledger.enqueue("j2", "t", "{}")
-        assert (await asyncio.wait_for(queue.get(), 5))["job"] == "j2"
+        assert (await asyncio.wait_for(queue.get(), 5))[1]["job"] == "j2"
+
+
+async def test_replay_gives_one_jobs_entries_after_an_id(
+    hub: EventHub, redis: Redis, settings: Settings
+) -> None:
+    ledger = JobLedger(redis, settings)
+    hub.stream = ledger.keys.events
+    for n in range(5):
+        await ledger.enqueue(f"a{n}", "t", "{}")
+        await ledger.enqueue(f"b{n}", "t", "{}")
+    every: list[tuple[str, dict[str, str]]] = await redis.xrange(ledger.keys.events)  # type: ignore[assignment]
+    a_ids = [entry_id for entry_id, fields in every if fields["job"] == "a3"]
+    assert [e for e, _ in await hub.replay("a3", "0-0")] == a_ids
+    assert await hub.replay("a3", a_ids[-1]) == []  # nothing after its last entry
+    assert await hub.replay("a3", every[-1][0]) == []
+    hub.replay_max = 3  # the stream's cap bounds the scan
+    assert await hub.replay("a3", "0-0") == []

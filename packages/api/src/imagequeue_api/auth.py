@@ -2,7 +2,8 @@
 
 Every ``/api/v1`` route depends on :func:`provide_caller`. A missing or wrong key is 401
 with ``WWW-Authenticate: Bearer``; past ``API_USER_RPS`` requests in a second, 429 with
-``Retry-After``. ``API_DEV_KEY`` (set by ``just up``) is a premium user ``dev``.
+``Retry-After``. ``API_DEV_KEY`` (set by ``just up``) is a premium user ``dev``. The events
+route also takes a job-scoped ``?token=`` (``imagequeue_api.streamtokens``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,30 @@ async def provide_caller(request: Request[Any, Any, Any], resources: Res) -> Api
             "A valid API key is required: Authorization: Bearer <key>.",
             headers={"WWW-Authenticate": 'Bearer realm="imagequeue"'},
         )
-    wait_s = await resources.limiter.hit(caller.user_id)
+    await _within_rate(caller.user_id, resources)
+    return caller
+
+
+async def provide_events_caller(request: Request[Any, Any, Any], resources: Res) -> ApiKey:
+    """The events route's caller: an API key, or a job-scoped ``?token=`` (browsers)."""
+    token = request.query_params.get("token")
+    if token is None or request.headers.get("authorization"):
+        return await provide_caller(request, resources)
+    job_id = str(request.path_params.get("job_id", ""))
+    user_id = await resources.stream_tokens.user_for(token, job_id)
+    if user_id is None:
+        raise Problem(
+            401,
+            "This events token is unknown, expired or for another job; "
+            "mint a new one with POST /api/v1/generations/{id}/events-token.",
+            headers={"WWW-Authenticate": 'Bearer realm="imagequeue"'},
+        )
+    await _within_rate(user_id, resources)
+    return ApiKey("events-token", user_id, "regular", "events token", datetime.now(UTC))
+
+
+async def _within_rate(user_id: str, resources: Resources) -> None:
+    wait_s = await resources.limiter.hit(user_id)
     if wait_s is not None:
         raise Problem(
             429,
@@ -50,7 +74,6 @@ async def provide_caller(request: Request[Any, Any, Any], resources: Res) -> Api
             slug="rate-limited",
             headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
         )
-    return caller
 
 
 def allowed_priority(caller: ApiKey, asked: str | None) -> Priority:

@@ -20,6 +20,7 @@ from imagequeue_api.events import EventHub
 from imagequeue_api.idempotency import IdempotencyStore
 from imagequeue_api.poses import PoseCache
 from imagequeue_api.ratelimit import RequestLimiter
+from imagequeue_api.streamtokens import StreamTokens
 from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.redis_conn import blocking_client
@@ -40,6 +41,7 @@ class Resources:
     idempotency: IdempotencyStore
     limiter: RequestLimiter
     events: EventHub
+    stream_tokens: StreamTokens
     rates: RatesCache
     poses: PoseCache
     outage: RedisOutage
@@ -63,7 +65,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
         # The event hub blocks in XREAD: a connection of its own, without a read timeout.
         stream_client = blocking_client(settings.redis_url_or_default)
         try:
-            events = EventHub(stream_client, broker.ledger.keys.events, retry_s=retry_s)
+            events = EventHub(stream_client, broker.ledger.keys.events, retry_s=retry_s,
+                              replay_max=settings.events_maxlen)  # fmt: skip
             events.start()
             try:
                 yield Resources(
@@ -74,6 +77,9 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     idempotency=IdempotencyStore(redis, queue),
                     limiter=RequestLimiter(redis, queue, per_second=settings.api_user_rps),
                     events=events,
+                    stream_tokens=StreamTokens(
+                        redis, broker.ledger.keys, settings.events_token_ttl_s
+                    ),
                     rates=RatesCache(broker.ledger),
                     poses=PoseCache(store),
                     outage=outage,

@@ -131,6 +131,16 @@ class GenerationOut(msgspec.Struct, frozen=True, rename="camel"):
     finished_at: float | None = None
 
 
+class EventsTokenOut(msgspec.Struct, frozen=True, rename="camel"):
+    """A job-scoped token for a browser's ``EventSource``."""
+
+    token: str
+    events_url: str
+    """The events route with the token, relative to the API's origin."""
+    expires_in: int
+    """Seconds the token may be used to (re)connect; an open stream is not cut at expiry."""
+
+
 class QueueStatsOut(msgspec.Struct, frozen=True, rename="camel"):
     """The seed's ``getQueueStats()`` plus live throughput and workers."""
 

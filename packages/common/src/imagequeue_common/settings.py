@@ -105,6 +105,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     clean_cron: NonEmpty = "0 */6 * * *"
     events_maxlen: Annotated[int, _at_least(100)] = 10_000
     """Approximate cap of the queue's event stream."""
+    events_token_ttl_s: Annotated[int, _from_to(10, 86_400)] = 900
+    """How long a browser's job-scoped event-stream token may be used to connect."""
+    events_keepalive_s: Positive = 15.0
+    """Idle time after which an event stream sends a keep-alive comment."""
 
     api_host: NonEmpty = "127.0.0.1"
     api_port: Annotated[int, _from_to(1, 65535)] = 8088

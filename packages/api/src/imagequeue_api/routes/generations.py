@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import FromPath, JSONBody
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.di import Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Stream
 
-from imagequeue_api.auth import Caller, allowed_priority
+from imagequeue_api import sse
+from imagequeue_api.auth import Caller, allowed_priority, provide_events_caller
 from imagequeue_api.bodies import json_body
 from imagequeue_api.problems import Problem
 from imagequeue_api.replies import idempotent, reply
 from imagequeue_api.resources import Res, Resources
 from imagequeue_api.routes.characters import own_character
-from imagequeue_api.schemas import CreateGeneration, Envelope, GenerationOut, is_id
+from imagequeue_api.schemas import (
+    CreateGeneration,
+    Envelope,
+    EventsTokenOut,
+    GenerationOut,
+    is_id,
+)
 from imagequeue_api.views import generation_view
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.generation import add_image_generation_job
 from imagequeue_common.queue.jobs import Job
-
-KEEPALIVE_S = 15.0
 
 
 async def own_job(resources: Resources, caller: Caller, job_id: str) -> Job:
@@ -66,14 +70,35 @@ class GenerationController(Controller):
         job = await own_job(resources, caller, job_id)
         return Envelope(await generation_view(resources.broker.ledger, job, resources.rates))
 
-    @get("/{job_id:str}/events")
+    @get("/{job_id:str}/events", media_type=sse.MEDIA_TYPE,
+         dependencies={"caller": Provide(provide_events_caller)})  # fmt: skip
     async def events(
-        self, job_id: FromPath[str], caller: Caller, resources: Res
-    ) -> ServerSentEvent:
+        self, job_id: FromPath[str], request: Request[Any, Any, Any], caller: Caller,
+        resources: Res, token: Annotated[str | None, QueryParameter()] = None,
+    ) -> Response[bytes] | Stream:  # fmt: skip
         """Server-Sent Events: ``state`` (the whole job) on every change, ``progress`` in
-        between, until the job ends."""
+        between, until the job ends; each with an ``id:``, replayed after ``Last-Event-ID``.
+        A browser's ``EventSource`` passes ``?token=`` from ``POST …/events-token``. A
+        reconnect to a finished job with nothing left to hear is 204 (EventSource stops)."""
+        del token  # read by provide_events_caller; declared so the schema shows it
+        job = await own_job(resources, caller, job_id)
+        last = sse.last_event_id(request.headers.get("last-event-id"))
+        if await sse.nothing_left(resources, job, last):
+            return Response(b"", status_code=204, headers=sse.HEADERS)
+        return Stream(sse.follow(resources, job_id, last), media_type=sse.MEDIA_TYPE,
+                      headers=sse.HEADERS)  # fmt: skip
+
+    @post("/{job_id:str}/events-token", status_code=201)
+    async def events_token(
+        self, job_id: FromPath[str], caller: Caller, resources: Res
+    ) -> Envelope[EventsTokenOut]:
+        """A token good for ``GET …/events?token=`` of this job only, for
+        ``EVENTS_TOKEN_TTL_S`` seconds: for browsers, whose EventSource sends no headers."""
         await own_job(resources, caller, job_id)
-        return ServerSentEvent(follow(resources, job_id))
+        tokens = resources.stream_tokens
+        token = await tokens.mint(caller.user_id, job_id)
+        url = f"{self.path}/{job_id}/events?{urlencode({'token': token})}"
+        return Envelope(EventsTokenOut(token=token, events_url=url, expires_in=tokens.ttl_s))
 
     @delete("/{job_id:str}", status_code=200)
     async def cancel(
@@ -104,30 +129,3 @@ async def queue_generation(
     return await generation_view(
         broker.ledger, await broker.ledger.get_job(job_id), resources.rates
     )
-
-
-async def follow(resources: Resources, job_id: str) -> AsyncIterator[ServerSentEventMessage]:
-    """The job's events from now until it ends (subscribed before the first read: no gap)."""
-    ledger = resources.broker.ledger
-    async with resources.events.subscribe(job_id) as queue:
-        job = await ledger.get_job(job_id)
-        yield _state(await generation_view(ledger, job, resources.rates))
-        while not job.state.is_final:
-            try:
-                event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-            except TimeoutError:
-                yield ServerSentEventMessage(comment="keep-alive")
-                continue
-            if event.get("event") == "progress":
-                data = {"id": job_id, "progress": int(event.get("progress", 0)),
-                        "message": event.get("msg", "")}  # fmt: skip
-                yield ServerSentEventMessage(
-                    data=msgspec.json.encode(data).decode(), event="progress"
-                )
-                continue
-            job = await ledger.get_job(job_id)
-            yield _state(await generation_view(ledger, job, resources.rates))
-
-
-def _state(view: GenerationOut) -> ServerSentEventMessage:
-    return ServerSentEventMessage(data=msgspec.json.encode(view).decode(), event="state")

@@ -102,6 +102,10 @@ class QueueKeys(NamedTuple):
         """The prefix of the idempotency records (``<prefix><user>:<key>``)."""
         return f"{self.prefix}idem:"
 
+    def stream_token(self, digest: str) -> str:
+        """One job-scoped token for following events (by the token's SHA-256)."""
+        return f"{self.prefix}streamtoken:{digest}"
+
     def worker(self, worker_id: str) -> str:
         """The hash describing one live worker."""
         return f"{self.prefix}worker:{worker_id}"
