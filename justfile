@@ -93,6 +93,10 @@ bench-eta *ARGS:
 bench-api *ARGS:
     uv run python -m bench.api {{ARGS}}
 
+# schemathesis, every check, against a live API for --max-time seconds (300), one JSON line.
+fuzz *ARGS:
+    uv run python -m bench.fuzz {{ARGS}}
+
 # The load test: 1000 users through the whole stack, checks and reports (--help for options).
 loadtest *ARGS:
     uv run python -m loadtest.run {{ARGS}}

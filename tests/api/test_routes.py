@@ -197,7 +197,7 @@ async def test_generations_follow_cancel_and_ownership(client: Client, make_key:
     assert (await client.get(f"/api/v1/generations/{job['id']}", headers=bob)).status_code == 404
     other = await client.post("/api/v1/generations", json={"characterId": made["_id"]}, headers=bob)
     assert other.status_code == 404
-    cancelled = await client.delete(f"/api/v1/generations/{job['id']}", headers=alice)
+    cancelled = await client.post(f"/api/v1/generations/{job['id']}/cancel", headers=alice)
     assert cancelled.json()["data"]["state"] == "cancelled"
     again = await client.delete(f"/api/v1/generations/{job['id']}", headers=alice)
     assert again.json()["data"]["state"] == "cancelled"  # cancelling twice is harmless

@@ -13,16 +13,23 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from imagequeue_api import problems
+from imagequeue_api.allow import fix_allow, whole_allow
 from imagequeue_api.auth import provide_caller, provide_resources
 from imagequeue_api.dashboard.access import dashboard_on, session_config
 from imagequeue_api.dashboard.routes import dashboard_router
+from imagequeue_api.openapi_doc import finish_document
 from imagequeue_api.resources import lifespan
 from imagequeue_api.routes.catalog import PoseController, queue_stats
 from imagequeue_api.routes.characters import CharacterController
 from imagequeue_api.routes.generations import GenerationController
 from imagequeue_api.routes.health import healthz, metrics, readyz
+from imagequeue_api.schemas import EXACT_SCHEMAS
+from imagequeue_api.sse import EVENT_SCHEMA
 from imagequeue_common.logs import configure_logging
 from imagequeue_common.settings import Settings, load_settings
+
+STREAMS = {"GET /api/v1/generations/{job_id}/events": EVENT_SCHEMA}
+"""The event streams, each with the schema of one of its events."""
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -47,6 +54,13 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
         exception_handlers={Exception: problems.handle},
         lifespan=[lifespan(settings)],
+        on_startup=[
+            finish_document(
+                EXACT_SCHEMAS, {"GET /api/v1/generations/{job_id}/events": EVENT_SCHEMA}
+            ),
+            remember_allow,
+        ],
+        before_send=[fix_allow],
         request_max_body_size=settings.api_max_body_bytes,
         # Logging is ours (configure_logging: LOG_FORMAT, LOG_LEVEL), the same in every
         # process; Litestar's default would route each record through a queue thread.
@@ -63,6 +77,11 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ),
     )
+
+
+def remember_allow(app: Litestar) -> None:
+    """``on_startup``: the table :func:`fix_allow` reads (routes are final by now)."""
+    app.state.allow_by_handler = whole_allow(app)
 
 
 def app_from_env() -> Litestar:

@@ -48,6 +48,26 @@ TITLES = {
 }
 
 
+class FieldError(msgspec.Struct, frozen=True):
+    """One field a request got wrong."""
+
+    path: str
+    """Dotted path into the body (``personality.poseId``); empty for the body as a whole."""
+    message: str
+
+
+class ProblemDoc(msgspec.Struct, frozen=True):
+    """The shape of every error answer (RFC 9457), as the OpenAPI document shows it."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[FieldError] = []
+    """Present on validation problems: each field and what is wrong with it."""
+
+
 class Problem(Exception):  # noqa: N818 - it is the problem itself, raised
     """Raise to answer with a problem document (status, detail, optional headers)."""
 

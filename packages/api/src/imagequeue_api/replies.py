@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
+from litestar.params import HeaderParameter
 
 from imagequeue_api.apikeys import ApiKey
 from imagequeue_api.idempotency import IdempotencyBusyError, Mismatch, Replay, validate_key
@@ -14,6 +15,11 @@ from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Resources
 
 JSON = "application/json"
+_REPEAT = "Repeat a POST safely: the same key with the same body answers as the first time."
+IdempotencyKey = Annotated[str | None, HeaderParameter(
+    name="Idempotency-Key", description=_REPEAT, min_length=1, max_length=255,
+    pattern=r"^[\x20-\x7e]+$",  # as idempotency.validate_key checks it
+)]  # fmt: skip
 
 
 def reply(status: int, payload: object) -> Response[bytes]:

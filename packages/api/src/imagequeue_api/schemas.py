@@ -131,6 +131,14 @@ class GenerationOut(msgspec.Struct, frozen=True, rename="camel"):
     finished_at: float | None = None
 
 
+class ProgressOut(msgspec.Struct, frozen=True):
+    """A ``progress`` event's data: how far the job's run is."""
+
+    id: str
+    progress: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    message: str
+
+
 class EventsTokenOut(msgspec.Struct, frozen=True, rename="camel"):
     """A job-scoped token for a browser's ``EventSource``."""
 
@@ -165,3 +173,9 @@ class QueueStatsOut(msgspec.Struct, frozen=True, rename="camel"):
     time, whichever is lower (the observed rate when every slot is busy and it is lower)."""
     drain_eta_seconds: float | None
     """Time to finish the waiting and delayed jobs at that rate; null with no live worker."""
+
+
+REQUEST_BODIES = (CreateCharacter, Personality, CreateGeneration)
+"""The structs that refuse unknown fields (``additionalProperties: false`` in OpenAPI)."""
+EXACT_SCHEMAS = (*REQUEST_BODIES, ProgressOut)
+"""The structs the OpenAPI document shows as msgspec describes them (every constraint)."""

@@ -12,17 +12,56 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 import msgspec
+from litestar.openapi import ResponseSpec
+from litestar.params import HeaderParameter, QueryParameter
 
 from imagequeue_api.events import Event, parse_id
+from imagequeue_api.openapi_doc import errors
 from imagequeue_api.resources import Resources
-from imagequeue_api.schemas import GenerationOut
+from imagequeue_api.schemas import GenerationOut, ProgressOut
 from imagequeue_api.views import generation_view
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.jobs import Job
 
 MEDIA_TYPE = "text/event-stream"
+TokenParam = Annotated[
+    str | None,
+    QueryParameter(
+        description="A token from POST …/events-token, instead of the API key (for browsers)."
+    ),
+]
+LastEventIdHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Last-Event-ID",
+        description=(
+            "Resume after this event id (browsers send it by themselves when they reconnect)."
+        ),
+    ),
+]
+EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data", "id"],
+    "properties": {"id": {"type": "string", "pattern": r"^\d+-\d+$"}, "retry": {"type": "integer"}},
+    "oneOf": [
+        {"properties": {"event": {"const": name}, "data": {
+            "type": "string", "contentMediaType": "application/json",
+            "contentSchema": {"$ref": f"#/components/schemas/{struct.__name__}"}}}}
+        for name, struct in (("state", GenerationOut), ("progress", ProgressOut))
+    ],
+}  # fmt: skip
+"""One event of the stream (as OpenAPI 3.2's ``itemSchema`` and schemathesis read it): its
+``data`` is one line of JSON, a Generation for ``state``, a ProgressOut for ``progress``."""
+RESPONSES = {
+    200: ResponseSpec(str, media_type=MEDIA_TYPE, generate_examples=False, description=(
+        "The stream: `id:`, `event: state` (a Generation) or `event: progress` "
+        "(`{id, progress, message}`), `data:` one line of JSON; `: keep-alive` comments.")),
+    204: ResponseSpec(None, description="A reconnect to a finished job that heard it all."),
+    **errors(400, 404),
+}  # fmt: skip
 # Any origin may read a stream: the credential is the job-scoped token in its URL (or a
 # header, which no cross-site page can send without a preflight we do not answer).
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
@@ -91,8 +130,8 @@ def encode(event: str, data: bytes, event_id: str) -> bytes:
 
 
 def _progress(entry_id: str, job_id: str, fields: Event) -> bytes:
-    data = {"id": job_id, "progress": int(fields.get("progress", 0) or 0),
-            "message": fields.get("msg", "")}  # fmt: skip
+    percent = min(max(int(fields.get("progress", 0) or 0), 0), 100)
+    data = ProgressOut(id=job_id, progress=percent, message=fields.get("msg", ""))
     return encode("progress", msgspec.json.encode(data), entry_id)
 
 

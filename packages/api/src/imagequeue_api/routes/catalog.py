@@ -10,6 +10,7 @@ from litestar.params import FromPath
 from imagequeue_api.apikeys import ApiKey
 from imagequeue_api.auth import Caller
 from imagequeue_api.eta import drain_eta_seconds
+from imagequeue_api.openapi_doc import errors
 from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Res
 from imagequeue_api.schemas import Envelope, PoseOut, QueueStatsOut
@@ -24,13 +25,13 @@ class PoseController(Controller):
     path = "/api/v1/poses"
     tags = ["poses"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @get()
+    @get(responses=errors())
     async def list_poses(self, caller: Caller, resources: Res) -> Envelope[list[PoseOut]]:
         """Every pose."""
         del caller
         return Envelope([PoseOut(p.id, p.name) for p in await resources.store.list_poses()])
 
-    @get("/{pose_id:str}")
+    @get("/{pose_id:str}", responses=errors(400, 404))
     async def read(
         self, pose_id: FromPath[str], caller: Caller, resources: Res
     ) -> Envelope[PoseOut]:
@@ -43,7 +44,7 @@ class PoseController(Controller):
         return Envelope(PoseOut(pose.id, pose.name))
 
 
-@get("/api/v1/queue/stats", tags=["queue"])
+@get("/api/v1/queue/stats", tags=["queue"], responses=errors())
 async def queue_stats(caller: Caller, resources: Res) -> Envelope[QueueStatsOut]:
     """The seed's ``{waiting, active, completed, failed, delayed, total}``, jobs/min over
     the last minute, the live workers and slots, and what they give: the sustainable start

@@ -12,8 +12,9 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from imagequeue_api.auth import Caller, allowed_priority
 from imagequeue_api.bodies import json_body
+from imagequeue_api.openapi_doc import BODY, errors
 from imagequeue_api.problems import Problem
-from imagequeue_api.replies import idempotent, reply
+from imagequeue_api.replies import IdempotencyKey, idempotent, reply
 from imagequeue_api.resources import Res, Resources
 from imagequeue_api.schemas import (
     CharacterOut,
@@ -48,19 +49,21 @@ class CharacterController(Controller):
     path = "/api/v1/characters"
     tags = ["characters"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post(before_request=json_body(CreateCharacter), status_code=201)
+    @post(before_request=json_body(CreateCharacter), status_code=201,
+          responses=errors(*BODY, 403, 409, 422))  # fmt: skip
     async def create(
         self, data: JSONBody[CreateCharacter], request: Request[Any, Any, Any], caller: Caller,
-        resources: Res,
+        resources: Res, idempotency_key: IdempotencyKey = None,
     ) -> Envelope[CharacterOut]:  # fmt: skip
         """Create a character and queue its image in the same request (answers at once)."""
+        del idempotency_key  # read by idempotent(); declared so the schema shows it
 
         async def work() -> Response[bytes]:
             return reply(201, Envelope(await create_character(resources, caller, data)))
 
         return await idempotent(request, caller, resources, work)  # type: ignore[return-value]
 
-    @get("/{character_id:str}")
+    @get("/{character_id:str}", responses=errors(400, 404))
     async def read(
         self, character_id: FromPath[str], caller: Caller, resources: Res
     ) -> Envelope[CharacterOut]:
@@ -68,7 +71,7 @@ class CharacterController(Controller):
         character = await own_character(resources, caller, character_id)
         return Envelope(await character_view(resources.broker.ledger, character, resources.rates))
 
-    @get()
+    @get(responses=errors(400))
     async def list_own(
         self,
         caller: Caller,
@@ -83,7 +86,7 @@ class CharacterController(Controller):
         items = [await character_view(ledger, c, resources.rates) for c in found]
         return Envelope(Page(items=items, total=total, limit=limit, offset=offset))
 
-    @delete("/{character_id:str}", status_code=204)
+    @delete("/{character_id:str}", status_code=204, responses=errors(400, 404))
     async def remove(self, character_id: FromPath[str], caller: Caller, resources: Res) -> None:
         """Delete a character; its pending image job is cancelled."""
         character = await own_character(resources, caller, character_id)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
 from imagequeue_api import sse
 from imagequeue_api.auth import Caller, allowed_priority, provide_events_caller
 from imagequeue_api.bodies import json_body
+from imagequeue_api.openapi_doc import BODY, errors
 from imagequeue_api.problems import Problem
-from imagequeue_api.replies import idempotent, reply
+from imagequeue_api.replies import IdempotencyKey, idempotent, reply
 from imagequeue_api.resources import Res, Resources
 from imagequeue_api.routes.characters import own_character
 from imagequeue_api.schemas import (
@@ -50,19 +51,21 @@ class GenerationController(Controller):
     path = "/api/v1/generations"
     tags = ["generations"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
-    @post(before_request=json_body(CreateGeneration), status_code=202)
+    @post(before_request=json_body(CreateGeneration), status_code=202,
+          responses=errors(*BODY, 403, 404, 409, 422))  # fmt: skip
     async def create(
         self, data: JSONBody[CreateGeneration], request: Request[Any, Any, Any], caller: Caller,
-        resources: Res,
+        resources: Res, idempotency_key: IdempotencyKey = None,
     ) -> Envelope[GenerationOut]:  # fmt: skip
         """Queue one more image of one of the caller's characters."""
+        del idempotency_key  # read by idempotent(); declared so the schema shows it
 
         async def work() -> Response[bytes]:
             return reply(202, Envelope(await queue_generation(resources, caller, data)))
 
         return await idempotent(request, caller, resources, work)  # type: ignore[return-value]
 
-    @get("/{job_id:str}")
+    @get("/{job_id:str}", responses=errors(400, 404))
     async def read(
         self, job_id: FromPath[str], caller: Caller, resources: Res
     ) -> Envelope[GenerationOut]:
@@ -70,11 +73,12 @@ class GenerationController(Controller):
         job = await own_job(resources, caller, job_id)
         return Envelope(await generation_view(resources.broker.ledger, job, resources.rates))
 
-    @get("/{job_id:str}/events", media_type=sse.MEDIA_TYPE,
-         dependencies={"caller": Provide(provide_events_caller)})  # fmt: skip
+    @get("/{job_id:str}/events", media_type=sse.MEDIA_TYPE, responses=sse.RESPONSES,
+         dependencies={"caller": Provide(provide_events_caller)},
+         security=[{}, {"bearer": []}])  # fmt: skip
     async def events(
-        self, job_id: FromPath[str], request: Request[Any, Any, Any], caller: Caller,
-        resources: Res, token: Annotated[str | None, QueryParameter()] = None,
+        self, job_id: FromPath[str], caller: Caller, resources: Res,
+        token: sse.TokenParam = None, last_event_id: sse.LastEventIdHeader = None,
     ) -> Response[bytes] | Stream:  # fmt: skip
         """Server-Sent Events: ``state`` (the whole job) on every change, ``progress`` in
         between, until the job ends; each with an ``id:``, replayed after ``Last-Event-ID``.
@@ -82,13 +86,13 @@ class GenerationController(Controller):
         reconnect to a finished job with nothing left to hear is 204 (EventSource stops)."""
         del token  # read by provide_events_caller; declared so the schema shows it
         job = await own_job(resources, caller, job_id)
-        last = sse.last_event_id(request.headers.get("last-event-id"))
+        last = sse.last_event_id(last_event_id)
         if await sse.nothing_left(resources, job, last):
             return Response(b"", status_code=204, headers=sse.HEADERS)
         return Stream(sse.follow(resources, job_id, last), media_type=sse.MEDIA_TYPE,
                       headers=sse.HEADERS)  # fmt: skip
 
-    @post("/{job_id:str}/events-token", status_code=201)
+    @post("/{job_id:str}/events-token", status_code=201, responses=errors(400, 404))
     async def events_token(
         self, job_id: FromPath[str], caller: Caller, resources: Res
     ) -> Envelope[EventsTokenOut]:
@@ -100,17 +104,29 @@ class GenerationController(Controller):
         url = f"{self.path}/{job_id}/events?{urlencode({'token': token})}"
         return Envelope(EventsTokenOut(token=token, events_url=url, expires_in=tokens.ttl_s))
 
-    @delete("/{job_id:str}", status_code=200)
+    @post("/{job_id:str}/cancel", status_code=200, responses=errors(400, 404, 409))
     async def cancel(
         self, job_id: FromPath[str], caller: Caller, resources: Res
     ) -> Envelope[GenerationOut]:
-        """Cancel a waiting or delayed job now, or an active one at its next progress point."""
-        await own_job(resources, caller, job_id)
-        ledger = resources.broker.ledger
-        await ledger.cancel(job_id)
-        return Envelope(
-            await generation_view(ledger, await ledger.get_job(job_id), resources.rates)
-        )
+        """Cancel a waiting or delayed job now, or an active one at its next progress point;
+        the job stays readable, ``cancelled``. Twice is harmless; a finished job is 409."""
+        return Envelope(await cancel_job(resources, caller, job_id))
+
+    @delete("/{job_id:str}", status_code=200, responses=errors(400, 404, 409), deprecated=True)
+    async def cancel_by_delete(
+        self, job_id: FromPath[str], caller: Caller, resources: Res
+    ) -> Envelope[GenerationOut]:
+        """The same as ``POST …/cancel``, kept for clients of the first release. Deprecated:
+        a DELETE says the resource is gone, but a cancelled job stays readable."""
+        return Envelope(await cancel_job(resources, caller, job_id))
+
+
+async def cancel_job(resources: Resources, caller: Caller, job_id: str) -> GenerationOut:
+    """Cancel the caller's job ``job_id``; its view afterwards."""
+    await own_job(resources, caller, job_id)
+    ledger = resources.broker.ledger
+    await ledger.cancel(job_id)
+    return await generation_view(ledger, await ledger.get_job(job_id), resources.rates)
 
 
 async def queue_generation(

@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, Response, get
 from redis.exceptions import RedisError
 
+from imagequeue_api.openapi_doc import errors
 from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Res, Resources
 from imagequeue_common.errors import StoreUnavailableError
@@ -22,7 +23,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", tags=["health"])
+@get("/readyz", tags=["health"], responses={503: errors(503)[503]})
 async def readyz(resources: Res) -> dict[str, str]:
     """Redis and the database answer; 503 with Retry-After otherwise."""
     down = []
