@@ -14,11 +14,12 @@ import msgspec
 
 
 class Recorded(msgspec.Struct, frozen=True):
-    """One request as it arrived: method, path (with query) and headers (names lower case)."""
+    """One request as it arrived: method, path (with query), headers (names lower case), body."""
 
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -94,11 +95,10 @@ class RecordingServer:
 
             def _serve(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
+                body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 with server._lock:
-                    server.requests.append(Recorded(self.command, self.path, headers))
+                    server.requests.append(Recorded(self.command, self.path, headers, body))
                 route = server.routes.get(self.path.split("?", 1)[0], Route(404, b"no route"))
                 self.send_response(route.status)
                 for name, value in route.headers.items():

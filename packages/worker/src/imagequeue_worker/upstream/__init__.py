@@ -34,5 +34,5 @@ def create_backend(settings: Settings, client: httpx.AsyncClient) -> ImageBacken
     if kind == "comfyui":
         return ComfyUIBackend(http, url, settings.ai_generation_model, poll_s)
     if kind == "runpod":
-        return RunPodBackend(http, url, poll_s)
+        return RunPodBackend(http, url, poll_s, settings.ai_total_timeout_s)
     return GenericBackend(http, url)
