@@ -17,6 +17,7 @@ from imagequeue_common.settings import Settings
 from imagequeue_worker.app import build_broker
 from tests.support.cluster import ClusterSet
 from tests.support.procs import WorkerProcess
+from tests.support.runpod_sdk import RunPodSDKServer
 from tests.support.stub import StubServer
 from tests.support.tasks import register_test_tasks
 
@@ -48,6 +49,17 @@ def stub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubServer
     logs = os.environ.get("IQ_TEST_LOGS")
     log_dir = Path(logs) if logs else tmp_path_factory.mktemp("stub_ai")
     server = StubServer(log_dir / "stub_ai.log", env={"STUB_TIME_SCALE": STUB_TIME_SCALE})
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def runpod_sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunPodSDKServer]:
+    """RunPod's own SDK test server with :mod:`tests.support.runpod_handler`, one per session;
+    its log under ``$IQ_TEST_LOGS`` if set."""
+    logs = os.environ.get("IQ_TEST_LOGS")
+    log_dir = Path(logs) if logs else tmp_path_factory.mktemp("runpod_sdk")
+    server = RunPodSDKServer(log_dir / "runpod_sdk.log")
     yield server.start()
     server.stop()
 

@@ -168,6 +168,19 @@ class InvalidImageError(RetryableJobError):
         self.reason = reason
 
 
+class AddressRefusedError(ImageQueueError):
+    """A connection the SSRF guard refused: ``host`` resolves to ``address``, which is not a
+    global address and is not allowed by ``AI_RESULT_URL_PRIVATE_HOSTS``."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(
+            f"{host} resolves to {address}, not a public address "
+            "(allow it with AI_RESULT_URL_PRIVATE_HOSTS)"
+        )
+        self.host = host
+        self.address = address
+
+
 class UpstreamTerminalError(TerminalJobError):
     """The AI API refused the request (a 4xx other than 408/429): asking again cannot help."""
 

@@ -7,6 +7,7 @@ stops at start with one clear line instead of failing on the first job.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Annotated, Literal, get_type_hints
 
@@ -159,6 +160,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ai_max_response_bytes: Annotated[int, _at_least(1024)] = 32 * 1024 * 1024
     ai_poll_interval_ms: Annotated[int, _at_least(1)] = 1000
     """comfyui and runpod: how often a submitted generation is polled."""
+    ai_result_url_private_hosts: str = ""
+    """An answer's image URL on another origin than the upstream's must reach a public
+    address, unless its host is listed here: comma-separated names, IP addresses or CIDR
+    networks (``files.internal,10.8.0.0/16``). Empty: none (the SSRF guard)."""
 
     @property
     def replicas_ack(self) -> int:
@@ -169,6 +174,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if is_cluster_url(self.redis_url_or_default):
             return -1  # decided per queue: one where its primary has a replica
         return 1 if is_sentinel_url(self.redis_url_or_default) else 0
+
+    @property
+    def result_url_private_hosts(self) -> tuple[str, ...]:
+        """The entries of ``AI_RESULT_URL_PRIVATE_HOSTS``."""
+        return tuple(_csv(self.ai_result_url_private_hosts))
 
     @property
     def redis_url_or_default(self) -> str:
@@ -231,6 +241,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 _is_header_name(self.ai_generation_api_key_header),
             ),
             (
+                "AI_RESULT_URL_PRIVATE_HOSTS must be comma-separated host names, IP addresses "
+                "or CIDR networks",
+                all(map(_is_host_or_network, self.result_url_private_hosts)),
+            ),
+            (
                 "QUEUE_NAME must be 1-64 characters of letters, digits, '-', '_' or '.'",
                 _is_queue_name(self.queue_name),
             ),
@@ -252,6 +267,19 @@ def _is_queue_name(name: str) -> bool:
 def _is_header_name(name: str) -> bool:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
     return 0 < len(name) <= 64 and set(name) <= allowed
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _is_host_or_network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+        return 0 < len(entry) <= 253 and set(entry) <= allowed
+    return True
 
 
 def redact_url(url: str) -> str:

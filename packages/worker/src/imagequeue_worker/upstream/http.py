@@ -1,4 +1,4 @@
-"""The one way adapters talk HTTP: capped bodies, typed errors, Retry-After, auth headers.
+"""The one way adapters talk HTTP: capped bodies, typed errors, Retry-After, credentials.
 
 Every adapter goes through :class:`UpstreamHTTP`, so the error classes are the same for all
 of them: timeouts, connection errors, 408, 429 and 5xx are retryable; other 4xx are
@@ -11,22 +11,28 @@ import base64
 import binascii
 import email.utils
 import math
+import re
 import time
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
 import msgspec
 
 from imagequeue_common.errors import (
+    AddressRefusedError,
     InvalidImageError,
     UpstreamRetryableError,
     UpstreamTerminalError,
 )
 from imagequeue_common.settings import Settings
+from imagequeue_worker.upstream.addresses import AddressPolicy, host_and_port
+from imagequeue_worker.upstream.transport import GuardedTransport
 
 RETRYABLE_4XX = frozenset({408, 425, 429})
 MAX_RETRY_AFTER_S = 3600.0
 _ERROR_SNIPPET = 200
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,31}")
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -43,12 +49,13 @@ class Answer(msgspec.Struct, frozen=True):
 
 
 def create_client(settings: Settings) -> httpx.AsyncClient:
-    """The worker's one client: connection pool, timeouts and the API-key header."""
-    headers = {"User-Agent": "imagequeue"}
-    key = settings.ai_generation_api_key
-    if key:
-        header = settings.ai_generation_api_key_header
-        headers[header] = f"Bearer {key}" if header.lower() == "authorization" else key
+    """The worker's one client: connection pool, timeouts, the SSRF guard, no cookies.
+
+    It holds no credentials: :class:`UpstreamHTTP` adds them to requests for the upstream's
+    own origin only. Redirects are not followed (a 3xx is an error answer), and every
+    connection outside the upstream's host and port goes through
+    :class:`~imagequeue_worker.upstream.addresses.AddressPolicy`.
+    """
     timeout = httpx.Timeout(
         connect=settings.ai_connect_timeout_s,
         read=settings.ai_read_timeout_s,
@@ -56,16 +63,53 @@ def create_client(settings: Settings) -> httpx.AsyncClient:
         pool=settings.ai_total_timeout_s,
     )
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    return httpx.AsyncClient(headers=headers, timeout=timeout, limits=limits)
+    # A jar whose policy accepts no cookie: none is kept, so none is ever sent anywhere.
+    # (A CookieJar itself, not httpx.Cookies: the client copies those into a default jar.)
+    cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(
+        headers={"User-Agent": "imagequeue"},
+        timeout=timeout,
+        cookies=cookies,
+        follow_redirects=False,
+        transport=GuardedTransport(AddressPolicy.from_settings(settings), limits),
+    )
+
+
+def credentials(settings: Settings) -> dict[str, str]:
+    """The API-key header for the upstream (none without a key)."""
+    key = settings.ai_generation_api_key
+    if not key:
+        return {}
+    header = settings.ai_generation_api_key_header
+    return {header: f"Bearer {key}" if header.lower() == "authorization" else key}
+
+
+def origin_of(url: httpx.URL) -> tuple[str, str, int]:
+    """Scheme, host and port (default filled in): what "the same origin" compares."""
+    return (url.scheme, *host_and_port(url))
 
 
 class UpstreamHTTP:
-    """An adapter's HTTP side, named for its backend in every error."""
+    """An adapter's HTTP side, named for its backend in every error.
 
-    def __init__(self, backend: str, client: httpx.AsyncClient, max_bytes: int) -> None:
+    ``credentials`` go only to ``origin`` (the upstream's ``AI_GENERATION_API_URL``): a
+    result URL on any other host gets a request without them.
+    """
+
+    def __init__(
+        self,
+        backend: str,
+        client: httpx.AsyncClient,
+        max_bytes: int,
+        *,
+        origin: str | None = None,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
         self.backend = backend
         self.client = client
         self.max_bytes = max_bytes
+        self.origin = origin_of(httpx.URL(origin)) if origin else None
+        self.credentials = credentials or {}
 
     async def send(
         self,
@@ -77,12 +121,22 @@ class UpstreamHTTP:
         request_id: str = "",
     ) -> Answer:
         """One request; raises the typed upstream errors for anything but a 2xx."""
-        headers = {"X-Request-ID": request_id} if request_id else None
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            target = httpx.URL()
+        if not target.host:
+            raise UpstreamTerminalError(self.backend, "refused a URL without a valid host")
+        headers = {"X-Request-ID": request_id} if request_id else {}
+        if self.origin is not None and origin_of(target) == self.origin:
+            headers.update(self.credentials)
         try:
             async with self.client.stream(
-                method, url, json=json, params=params, headers=headers
+                method, target, json=json, params=params, headers=headers
             ) as response:
                 body = await self._read(response)
+        except AddressRefusedError as exc:
+            raise UpstreamTerminalError(self.backend, f"refused the URL: {exc}") from None
         except httpx.TimeoutException as exc:
             raise UpstreamRetryableError(self.backend, f"timeout ({type(exc).__name__})",
                                          kind="timeout") from None  # fmt: skip
@@ -109,12 +163,21 @@ class UpstreamHTTP:
             raise InvalidImageError(self.backend, "the answer is not JSON") from None
 
     async def image_from(self, value: object) -> bytes:
-        """Image bytes from a JSON value: base64, a ``data:`` URL, or an http(s) URL."""
+        """Image bytes from a JSON value: base64, a ``data:`` URL, or an http(s) URL.
+
+        Any other URL scheme (``file:``, ``ftp:``, ``gopher:``) is refused: terminal.
+        """
         if not isinstance(value, str) or not value:
             raise InvalidImageError(self.backend, "no image in the answer")
-        if value.startswith(("http://", "https://")):
-            return (await self.send("GET", value)).body
-        if value.startswith("data:"):
+        scheme, colon, _ = value.partition(":")
+        scheme = scheme.lower()
+        if colon and _SCHEME.fullmatch(scheme):  # base64 never holds a ':'
+            if scheme in ("http", "https"):
+                return (await self.send("GET", value)).body
+            if scheme != "data":
+                raise UpstreamTerminalError(
+                    self.backend, f"refused an image URL with scheme {scheme!r}: only http(s)"
+                )
             value = value.partition(",")[2]
         try:
             return base64.b64decode(value, validate=True)
@@ -139,6 +202,8 @@ class UpstreamHTTP:
         if 200 <= status < 300:
             return
         detail = f"HTTP {status}{_error_detail(body)}"
+        if 300 <= status < 400:
+            detail += " (redirects are not followed)"
         if status >= 500 or status in RETRYABLE_4XX:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise UpstreamRetryableError(
