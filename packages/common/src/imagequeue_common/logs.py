@@ -39,6 +39,10 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(line).decode()
 
 
+QUIET = ("httpx", "httpcore")
+"""Loggers kept at WARNING or above whatever ``LOG_LEVEL`` says."""
+
+
 def configure_logging(kind: str, level: str = "info") -> None:
     """Give the root logger's handlers the chosen format (adding one when there is none) and
     set its level (a ``LOG_LEVEL`` name: ``debug``, ``info``, ``warning``, ``error``)."""
@@ -49,3 +53,6 @@ def configure_logging(kind: str, level: str = "info") -> None:
     for handler in root.handlers:
         handler.setFormatter(formatter)
     root.setLevel(level.upper())
+    # httpx logs every request's full URL at INFO: a result URL may carry a signed token.
+    for chatty in QUIET:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
