@@ -13,6 +13,7 @@ from typing import Any
 
 import httpcore
 import httpx
+import msgspec
 import pytest
 
 from imagequeue_common.errors import AddressRefusedError, SettingsError, UpstreamTerminalError
@@ -234,3 +235,19 @@ def test_the_setting_names_hosts_or_networks() -> None:
     assert settings.result_url_private_hosts == ("files.internal", "10.8.0.0/16")
     with pytest.raises(SettingsError, match="AI_RESULT_URL_PRIVATE_HOSTS"):
         load_settings({"AI_RESULT_URL_PRIVATE_HOSTS": "http://files.internal/"})
+
+
+async def test_an_error_that_echoes_the_prompt_keeps_the_reason_without_it(
+    upstream: RecordingServer, backend_for: MakeBackend
+) -> None:
+    prompt = "portrait of Aria Voss, silver hair, violet eyes, neon city at night"
+    message = {"error": {"message": f"content policy: '{prompt}' was refused"}}
+    upstream.answer("/generate", msgspec.json.encode(message), status=400,
+                    Content_Type="application/json")  # fmt: skip
+    request = msgspec.structs.replace(REQUEST, prompt=prompt)
+    with pytest.raises(UpstreamTerminalError) as refused:
+        await backend_for("generic").generate(request, Watch())
+    text = str(refused.value)
+    assert text.startswith("generic: HTTP 400: content policy: '<prompt>' was refused"), text
+    assert "Aria" not in text
+    assert "violet eyes" not in text

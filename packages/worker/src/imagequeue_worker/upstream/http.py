@@ -27,6 +27,7 @@ from imagequeue_common.errors import (
 )
 from imagequeue_common.settings import Settings
 from imagequeue_worker.upstream.addresses import AddressPolicy, host_and_port
+from imagequeue_worker.upstream.reasons import keepable
 from imagequeue_worker.upstream.transport import GuardedTransport
 
 RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -143,7 +144,7 @@ class UpstreamHTTP:
         except httpx.TransportError as exc:
             raise UpstreamRetryableError(self.backend, f"connection error: {exc}",
                                          kind="connection") from None  # fmt: skip
-        self._check_status(response, body)
+        self._check_status(response, body, sent=_texts(json))
         return Answer(response.status_code, response.headers.get("content-type", ""), body)
 
     async def post_json(self, url: str, body: Any, *, request_id: str = "") -> Any:
@@ -197,11 +198,11 @@ class UpstreamHTTP:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _check_status(self, response: httpx.Response, body: bytes) -> None:
+    def _check_status(self, response: httpx.Response, body: bytes, sent: list[str]) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
-        detail = f"HTTP {status}{_error_detail(body)}"
+        detail = f"HTTP {status}{_error_detail(body, sent)}"
         if 300 <= status < 400:
             detail += " (redirects are not followed)"
         if status >= 500 or status in RETRYABLE_4XX:
@@ -230,10 +231,11 @@ def parse_retry_after(raw: str | None, *, now: float | None = None) -> float | N
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-def _error_detail(body: bytes) -> str:
+def _error_detail(body: bytes, sent: list[str]) -> str:
     """A short reason from an error body: the JSON message when there is one, else nothing.
 
-    Only a message field is kept, capped: upstream error pages may echo the prompt.
+    Only a message field is kept, capped, and without what it echoes of the texts we
+    ``sent`` (the prompt, above all): it ends up in the job's error and the worker's log.
     """
     try:
         data = msgspec.json.decode(body[:65536])
@@ -247,4 +249,15 @@ def _error_detail(body: bytes) -> str:
         message = message.get("message", "")
     if not isinstance(message, str) or not message:
         return ""
-    return f": {message[:_ERROR_SNIPPET]}"
+    return f": {keepable(message, sent, _ERROR_SNIPPET)}"
+
+
+def _texts(body: Any) -> list[str]:
+    """Every string in a JSON request body (what an error must not echo back)."""
+    if isinstance(body, str):
+        return [body]
+    if isinstance(body, dict):
+        return [text for value in body.values() for text in _texts(value)]
+    if isinstance(body, list):
+        return [text for value in body for text in _texts(value)]
+    return []
