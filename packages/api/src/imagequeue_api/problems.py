@@ -123,16 +123,18 @@ def to_problem(exc: Exception) -> Problem:
     return Problem(500, "Something went wrong on our side; it has been logged.")
 
 
-def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    """Litestar exception handler for every exception.
-
-    An unreachable Redis answers 503 like any queue error, but is logged once per outage
-    (and once when it ends) by the process's :class:`RedisOutage`, not once per request.
-    """
+def request_problem(request: Request[Any, Any, Any], exc: Exception) -> Problem:
+    """:func:`to_problem`, but an unreachable Redis is logged once per outage (and once when
+    it ends) by the process's :class:`RedisOutage`, not once per request."""
     outage = getattr(getattr(request.app.state, "resources", None), "outage", None)
     if isinstance(outage, RedisOutage) and outage.noted(exc):
-        return problem_response(request, queue_unavailable())
-    return problem_response(request, to_problem(exc))
+        return queue_unavailable()
+    return to_problem(exc)
+
+
+def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Litestar exception handler for every exception (an unreachable Redis: 503)."""
+    return problem_response(request, request_problem(request, exc))
 
 
 def queue_unavailable() -> Problem:
