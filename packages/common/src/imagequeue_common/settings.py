@@ -128,6 +128,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_readonly_username: str = ""
     admin_readonly_password: str = ""
     """An optional login that can look at the dashboard but not act."""
+    admin_session_idle_s: Positive = 3600.0
+    """A dashboard session not used for this long ends (every page and live poll renews it)."""
+    admin_session_max_s: Positive = 8 * 3600.0
+    """A dashboard session ends this long after its login, however much it is used."""
     session_secret: str = ""
     """Signs dashboard sessions; derived from the admin password when unset."""
 

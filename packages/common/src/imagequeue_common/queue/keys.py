@@ -11,9 +11,9 @@ from typing import NamedTuple
 
 class QueueKeys(NamedTuple):
     """Every key of a queue: the fixed ones, and methods for the per-job, per-worker and
-    per-user ones and the API's (keys, request limits, idempotency records). The Lua
-    scripts name the same keys from the prefix (``_lib.lua``: ``job_key``, ``data_key``,
-    ``index_key``)."""
+    per-user ones and the API's (keys, request limits, idempotency records, dashboard
+    sessions). The Lua scripts name the same keys from the prefix (``_lib.lua``:
+    ``job_key``, ``data_key``, ``index_key``)."""
 
     prefix: str
     waiting: str
@@ -105,6 +105,11 @@ class QueueKeys(NamedTuple):
     def stream_token(self, digest: str) -> str:
         """One job-scoped token for following events (by the token's SHA-256)."""
         return f"{self.prefix}streamtoken:{digest}"
+
+    @property
+    def dashboard(self) -> str:
+        """The prefix of the dashboard's sessions and login counters (``<prefix>session:…``)."""
+        return f"{self.prefix}dash:"
 
     def worker(self, worker_id: str) -> str:
         """The hash describing one live worker."""
