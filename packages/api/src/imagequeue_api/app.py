@@ -15,7 +15,6 @@ from litestar.types import ControllerRouterHandler
 from imagequeue_api import problems
 from imagequeue_api.allow import fix_allow, whole_allow
 from imagequeue_api.auth import provide_caller, provide_resources
-from imagequeue_api.dashboard.access import dashboard_on, session_config
 from imagequeue_api.dashboard.routes import dashboard_router
 from imagequeue_api.openapi_doc import finish_document
 from imagequeue_api.resources import lifespan
@@ -65,9 +64,6 @@ def create_app(settings: Settings) -> Litestar:
         # Logging is ours (configure_logging: LOG_FORMAT, LOG_LEVEL), the same in every
         # process; Litestar's default would route each record through a queue thread.
         logging_config=None,
-        # App level: Litestar deep-copies routers, and the session cipher cannot be copied.
-        # The cookie's path is /admin, so API requests carry none.
-        middleware=[session_config(settings).middleware] if dashboard_on(settings) else [],
         openapi_config=OpenAPIConfig(
             title="imagequeue",
             version="0.1.0",

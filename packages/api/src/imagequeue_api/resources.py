@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 from litestar import Litestar
 from litestar.di import NamedDependency
+from redis.asyncio import Redis
 
 from imagequeue_api.apikeys import ApiKeyStore
+from imagequeue_api.dashboard.logins import Logins
+from imagequeue_api.dashboard.sessions import SessionStore
 from imagequeue_api.eta import RatesCache
 from imagequeue_api.events import EventHub
 from imagequeue_api.idempotency import IdempotencyStore
@@ -32,7 +35,8 @@ from imagequeue_common.store import CharacterStore, open_store
 @dataclass(slots=True)
 class Resources:
     """The API process's clients: queue, store, keys, idempotency, limits, live events, the
-    caches of queue rates and poses, and the process's view of Redis outages."""
+    caches of queue rates and poses, the process's view of Redis outages, and the
+    dashboard's logins and sessions."""
 
     settings: Settings
     broker: EngineBroker
@@ -45,6 +49,8 @@ class Resources:
     rates: RatesCache
     poses: PoseCache
     outage: RedisOutage
+    logins: Logins
+    sessions: SessionStore
 
 
 Res = NamedDependency[Resources]
@@ -83,6 +89,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     rates=RatesCache(broker.ledger),
                     poses=PoseCache(store),
                     outage=outage,
+                    logins=Logins(settings),
+                    sessions=dashboard_sessions(redis, settings),
                 )
             finally:
                 await outage.close()
@@ -92,6 +100,12 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
             await store.close()
     finally:
         await broker.shutdown()
+
+
+def dashboard_sessions(redis: Redis, settings: Settings) -> SessionStore:
+    """The dashboard's session store with the lifetimes from ``settings``."""
+    return SessionStore(redis, settings.queue_name, idle_s=settings.admin_session_idle_s,
+                        max_s=settings.admin_session_max_s)  # fmt: skip
 
 
 def lifespan(

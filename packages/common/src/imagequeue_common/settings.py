@@ -49,7 +49,7 @@ Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 _SECRET_FIELDS = frozenset(
     {"ai_generation_api_key", "api_dev_key", "metrics_token", "admin_password",
-     "admin_readonly_password", "session_secret"}
+     "admin_readonly_password"}
 )  # fmt: skip
 _URL_FIELDS = frozenset({"redis_url", "database_url", "ai_generation_api_url"})
 
@@ -132,8 +132,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A dashboard session not used for this long ends (every page and live poll renews it)."""
     admin_session_max_s: Positive = 8 * 3600.0
     """A dashboard session ends this long after its login, however much it is used."""
-    session_secret: str = ""
-    """Signs dashboard sessions; derived from the admin password when unset."""
 
     database_url: NonEmpty = default_database_url()
     """Characters and poses: ``sqlite:///<file>``, ``postgresql://...`` or ``mongodb://...``."""

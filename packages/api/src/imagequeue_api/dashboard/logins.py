@@ -67,3 +67,8 @@ class Logins:
         ``fingerprinted`` still matches a login (False once the password or name changed)."""
         current = self._fingerprints.get((username, role))
         return current is not None and hmac.compare_digest(current, fingerprinted)
+
+
+def dashboard_on(settings: Settings) -> bool:
+    """True when an admin password is configured."""
+    return bool(settings.admin_password)

@@ -13,17 +13,18 @@ from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
-from imagequeue_api.dashboard import views
+from imagequeue_api.dashboard import account, views
 from imagequeue_api.dashboard.access import (
+    SessionLoader,
     check_csrf,
-    check_login,
-    dashboard_on,
     require_admin,
     require_viewer,
-    session_role,
-    start_session,
+    session_of,
 )
-from imagequeue_api.problems import Problem, to_problem
+from imagequeue_api.dashboard.account import ActionForm
+from imagequeue_api.dashboard.logins import dashboard_on
+from imagequeue_api.dashboard.pages import BASE, HTML, back, fragment, html_problem, render
+from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Res, Resources
 from imagequeue_api.views import result_url
 from imagequeue_common.contracts import JobState
@@ -31,23 +32,7 @@ from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.admin import QueueAdmin
 from imagequeue_common.settings import Settings
 
-BASE = "/admin/queues"
 PAGE = 25
-HTML = "text/html; charset=utf-8"
-_ENV = views.templates()
-
-
-class LoginForm(msgspec.Struct):
-    """The login form."""
-
-    username: str = ""
-    password: str = ""
-
-
-class ActionForm(msgspec.Struct):
-    """Any action's form: the CSRF token."""
-
-    csrf: str = ""
 
 
 class CleanForm(msgspec.Struct):
@@ -58,63 +43,9 @@ class CleanForm(msgspec.Struct):
     age: int = 86_400_000
 
 
-def render(request: Request[Any, Any, Any] | None, name: str, status: int = 200,
-           **context: Any) -> Response[str]:  # fmt: skip
-    """A page of the dashboard with the session's user, role and CSRF token."""
-    session = (request.session if request is not None and "session" in request.scope else {}) or {}
-    text = _ENV.get_template(name).render(
-        base=BASE, states=views.STATES, role=session.get("role"), user=session.get("user"),
-        csrf=session.get("csrf", ""), **context,
-    )  # fmt: skip
-    return Response(text, status_code=status, media_type=HTML)
-
-
-def fragment(name: str, **context: Any) -> str:
-    """A template rendered without the page around it."""
-    return _ENV.get_template(name).render(base=BASE, states=views.STATES, **context)
-
-
-def html_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
-    """Dashboard errors as pages: 401 shows the login form; the rest a short message."""
-    problem = to_problem(exc)
-    if problem.status == 401:
-        return render(request, "login.html", 401, problem=problem.detail)
-    return render(request, "base.html", problem.status, problem=problem.detail)
-
-
-def back(to: str, notice: str) -> Redirect:
-    """303 back to a dashboard page with a message."""
-    return Redirect(f"{to}?{urlencode({'notice': notice})}", status_code=303)
-
-
 def admin_of(resources: Resources) -> QueueAdmin:
     """The engine's admin view of this process's queue."""
     return QueueAdmin(resources.broker.ledger)
-
-
-@get("/login", sync_to_thread=False)
-def login_page(request: Request[Any, Any, Any]) -> Response[str]:
-    """The login form."""
-    return render(request, "login.html")
-
-
-@post("/login")
-async def login(request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm],
-                resources: Res) -> Response[Any]:  # fmt: skip
-    """Check the credentials; start a session with the role they open."""
-    role = check_login(resources.settings, data.username, data.password)
-    if role is None:
-        return render(request, "login.html", 401, problem="Wrong username or password.")
-    start_session(request, data.username, role)
-    return Redirect(BASE, status_code=303)
-
-
-@post("/logout", guards=[require_viewer])
-async def logout(request: Request[Any, Any, Any], data: URLEncodedBody[ActionForm]) -> Redirect:
-    """End the session."""
-    check_csrf(request, data.csrf)
-    request.clear_session()
-    return Redirect(f"{BASE}/login", status_code=303)
 
 
 @get("/", guards=[require_viewer])
@@ -158,7 +89,7 @@ async def jobs_page(  # noqa: PLR0917 - Litestar passes query parameters by name
         has_more, jobs = len(jobs) > PAGE, jobs[:PAGE]
         total = getattr(await resources.broker.ledger.stats(), state_name)
         title, live = f"{state_name.capitalize()} jobs", True
-    context: dict[str, Any] = {"jobs": jobs, "viewer": session_role(request) != "admin"}
+    context: dict[str, Any] = {"jobs": jobs, "viewer": _role(request) != "admin"}
     if fragment_only:
         return Response(fragment("_rows.html", **context), media_type=HTML)
 
@@ -181,7 +112,7 @@ async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str], resou
     admin = admin_of(resources)
     job = await _job(admin, job_id)
     payload = views.job_payload(job)
-    is_admin = session_role(request) == "admin"
+    is_admin = _role(request) == "admin"
     prompt = await views.job_prompt(resources.store, payload) if is_admin else ""
     if not is_admin:  # prompts and user ids are for admins only
         payload = {**payload, "user_id": "(admins only)"}
@@ -202,6 +133,11 @@ async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str], resou
 async def job_json(job_id: FromPath[str], resources: Res) -> dict[str, Any]:
     """A job's live fields."""
     return views.job_json(await _job(admin_of(resources), job_id))
+
+
+def _role(request: Request[Any, Any, Any]) -> str | None:
+    session = session_of(request)
+    return session.role if session is not None else None
 
 
 async def _job(admin: QueueAdmin, job_id: str) -> Any:
@@ -269,8 +205,10 @@ async def _clean(resources: Resources, form: CleanForm) -> str:
 
 def dashboard_router(settings: Settings) -> Router:
     """The dashboard under ``/admin/queues`` (every page 404 when it is off)."""
-    handlers: list[Any] = [login_page, login, logout, overview_page, overview_json, jobs_page,
-                           job_page, job_json, job_action, queue_action]  # fmt: skip
+    handlers: list[Any] = [
+        account.login_page, account.login, account.logout, overview_page, overview_json,
+        jobs_page, job_page, job_json, job_action, queue_action,
+    ]  # fmt: skip
     if dashboard_on(settings):
         handlers.append(create_static_files_router(
             "/static", [Path(__file__).parent / "static"], name="dashboard-static"))  # fmt: skip
@@ -279,6 +217,8 @@ def dashboard_router(settings: Settings) -> Router:
     return Router(
         path=BASE,
         route_handlers=handlers,
+        # Sessions are read here only: no other route looks at the cookie, whatever it holds.
+        middleware=[SessionLoader()] if dashboard_on(settings) else [],
         exception_handlers={Exception: html_problem},
         include_in_schema=False,
     )
