@@ -1,5 +1,5 @@
 """Dashboard sessions over real HTTP against real API processes and Redis: hostile cookies,
-logout, a password change, and Redis down."""
+logout, a password change, "log out everywhere", and Redis down."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.support.dashboard import (
     BASE,
     DEV_KEY,
     VIEWER,
+    csrf_of,
     dashboard_server,
     is_login_page,
     login,
@@ -131,7 +132,7 @@ async def test_logout_ends_the_session_and_every_copy_of_its_cookie(api_pair: Ap
         assert out.headers["location"].startswith(f"{BASE}/login")
         assert "max-age=0" in out.headers["set-cookie"].lower()
     # The copy, replayed over new connections (the kernel spreads them over both processes).
-    for path in ("", "/api/overview", "/jobs?state=waiting"):
+    for path in ("", "/api/overview", "/jobs?state=waiting", "/sessions"):
         async with httpx.AsyncClient(base_url=api.url, timeout=10) as replay:
             answer = await replay.get(f"{BASE}{path}", headers=cookie(copied))
             assert is_login_page(answer)
@@ -175,6 +176,42 @@ async def test_a_new_admin_password_ends_sessions_opened_with_the_old(
     found = redis.scan_iter(match=f"iq:{{{stack.queue_name}}}:dash:session:*")
     users = [await redis.hget(k, "user") async for k in found]
     assert users == ["watcher"]  # the old admin session was deleted, not just refused
+
+
+async def test_log_out_everywhere(api: ApiServer) -> None:
+    clients = [httpx.AsyncClient(base_url=api.url, timeout=10) for _ in range(4)]
+    admin, admin_2, viewer, viewer_2 = clients
+    try:
+        csrf = await login(admin, ADMIN)
+        await login(admin_2, ADMIN)
+        viewer_csrf = await login(viewer, VIEWER)
+        await login(viewer_2, VIEWER)
+        listed = await admin.get(f"{BASE}/sessions")
+        assert listed.text.count("<td>watcher</td>") == 2
+        assert "this session" in listed.text
+        # A viewer may not; no CSRF token, no action; another origin, no action.
+        assert (await viewer.get(f"{BASE}/sessions")).status_code == 403
+        ended = await viewer.post(f"{BASE}/sessions/end", data={"csrf": viewer_csrf})
+        assert ended.status_code == 403
+        assert (await admin.post(f"{BASE}/sessions/end", data={"user": ""})).status_code == 403
+        cross = await admin.post(f"{BASE}/sessions/end", data={"csrf": csrf, "user": ""},
+                                 headers={"Origin": "https://evil.example"})  # fmt: skip
+        assert cross.status_code == 403
+        assert all([(await c.get(BASE)).status_code == 200 for c in clients])
+
+        some = await admin.post(f"{BASE}/sessions/end", data={"csrf": csrf, "user": "watcher"})
+        assert some.status_code == 303
+        assert "Ended+2+sessions+of+watcher" in some.headers["location"]
+        assert [(await c.get(BASE)).status_code for c in clients] == [200, 200, 401, 401]
+
+        csrf = csrf_of(await admin.get(f"{BASE}/sessions"))
+        everyone = await admin.post(f"{BASE}/sessions/end", data={"csrf": csrf, "user": ""})
+        assert everyone.status_code == 303
+        assert everyone.headers["location"].startswith(f"{BASE}/login")
+        assert [(await c.get(BASE)).status_code for c in clients] == [401] * 4
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def test_redis_down_is_a_503_page_not_a_500(stack: Settings, tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
-"""Logging in and out of the dashboard.
+"""Logging in and out of the dashboard, and ending sessions from it.
 
 A right login opens a new session (a new token every time: a token planted before the
 login is worth nothing after it). Logout ends the session in Redis, so a copy of the
-cookie is worth nothing either.
+cookie is worth nothing either. An admin can end every session of a login, or every
+session.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -18,6 +20,7 @@ from litestar.response import Redirect
 from imagequeue_api.dashboard.access import (
     check_csrf,
     cleared_cookie,
+    require_admin,
     require_viewer,
     session_cookie,
     session_of,
@@ -41,7 +44,7 @@ class EndForm(msgspec.Struct):
     """End sessions: every one of ``user``, or every session when ``user`` is empty."""
 
     csrf: str = ""
-    user: str = ""
+    user: Annotated[str, msgspec.Meta(max_length=256)] = ""
 
 
 class ActionForm(msgspec.Struct):
@@ -99,3 +102,40 @@ def _to_login(request: Request[Any, Any, Any], notice: str) -> Redirect:
     answer = back(f"{BASE}/login", notice)
     answer.set_cookie(cleared_cookie(request))
     return answer
+
+
+@get("/sessions", guards=[require_admin])
+async def sessions_page(request: Request[Any, Any, Any], resources: Res,
+                        notice: FromQuery[str | None] = None) -> Response[str]:  # fmt: skip
+    """Every live session: who, which role, since when, until when at the latest."""
+    current = session_of(request)
+    rows = [
+        {"user": s.user, "role": s.role, "mine": current is not None and s.digest == current.digest,
+         "created": _when(s.created_ms), "ends": _when(s.ends_ms)}
+        for s in await resources.sessions.list_sessions()
+    ]  # fmt: skip
+    users = sorted({str(row["user"]) for row in rows})
+    return render(request, "sessions.html", nav="sessions", sessions=rows, users=users,
+                  notice=notice)  # fmt: skip
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@post("/sessions/end", guards=[require_admin])
+async def end_sessions(request: Request[Any, Any, Any], data: URLEncodedBody[EndForm],
+                       resources: Res) -> Redirect:  # fmt: skip
+    """Log out everywhere: every session of one login, or every session (yours included)."""
+    session = check_csrf(request, data.csrf)
+    if data.user:
+        ended = await resources.sessions.end_user(data.user)
+        notice = f"Ended {ended} sessions of {data.user}."
+    else:
+        ended = await resources.sessions.end_all()
+        notice = f"Ended all {ended} sessions."
+    log.warning("dashboard: %s ended %d sessions of %s", session.user[:64], ended,
+                repr(data.user[:64]) if data.user else "every login")  # fmt: skip
+    if not data.user or data.user == session.user:
+        return _to_login(request, notice)  # this session was one of them
+    return back(f"{BASE}/sessions", notice)

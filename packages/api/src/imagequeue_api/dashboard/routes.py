@@ -206,8 +206,9 @@ async def _clean(resources: Resources, form: CleanForm) -> str:
 def dashboard_router(settings: Settings) -> Router:
     """The dashboard under ``/admin/queues`` (every page 404 when it is off)."""
     handlers: list[Any] = [
-        account.login_page, account.login, account.logout, overview_page, overview_json,
-        jobs_page, job_page, job_json, job_action, queue_action,
+        account.login_page, account.login, account.logout, account.sessions_page,
+        account.end_sessions, overview_page, overview_json, jobs_page, job_page, job_json,
+        job_action, queue_action,
     ]  # fmt: skip
     if dashboard_on(settings):
         handlers.append(create_static_files_router(
