@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from imagequeue_api.apikeys import ApiKeyStore
 from imagequeue_api.dashboard.logins import Logins
 from imagequeue_api.dashboard.sessions import SessionStore
+from imagequeue_api.dashboard.throttle import LoginThrottle
 from imagequeue_api.eta import RatesCache
 from imagequeue_api.events import EventHub
 from imagequeue_api.idempotency import IdempotencyStore
@@ -36,7 +37,7 @@ from imagequeue_common.store import CharacterStore, open_store
 class Resources:
     """The API process's clients: queue, store, keys, idempotency, limits, live events, the
     caches of queue rates and poses, the process's view of Redis outages, and the
-    dashboard's logins and sessions."""
+    dashboard's logins, sessions and login throttle."""
 
     settings: Settings
     broker: EngineBroker
@@ -51,6 +52,7 @@ class Resources:
     outage: RedisOutage
     logins: Logins
     sessions: SessionStore
+    login_throttle: LoginThrottle
 
 
 Res = NamedDependency[Resources]
@@ -91,6 +93,7 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     outage=outage,
                     logins=Logins(settings),
                     sessions=dashboard_sessions(redis, settings),
+                    login_throttle=login_throttle(redis, settings),
                 )
             finally:
                 await outage.close()
@@ -106,6 +109,17 @@ def dashboard_sessions(redis: Redis, settings: Settings) -> SessionStore:
     """The dashboard's session store with the lifetimes from ``settings``."""
     return SessionStore(redis, settings.queue_name, idle_s=settings.admin_session_idle_s,
                         max_s=settings.admin_session_max_s)  # fmt: skip
+
+
+def login_throttle(redis: Redis, settings: Settings) -> LoginThrottle:
+    """The dashboard's login throttle with the limits from ``settings``."""
+    return LoginThrottle(
+        redis, settings.queue_name,
+        per_user=settings.admin_login_max_failures,
+        per_address=settings.admin_login_max_failures_per_address,
+        window_s=settings.admin_login_window_s,
+        lockout_s=settings.admin_login_lockout_s,
+    )  # fmt: skip
 
 
 def lifespan(

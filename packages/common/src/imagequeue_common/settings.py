@@ -132,6 +132,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A dashboard session not used for this long ends (every page and live poll renews it)."""
     admin_session_max_s: Positive = 8 * 3600.0
     """A dashboard session ends this long after its login, however much it is used."""
+    admin_login_max_failures: Annotated[int, _at_least(1)] = 5
+    """Wrong passwords one username may get in ``admin_login_window_s`` before it is locked."""
+    admin_login_max_failures_per_address: Annotated[int, _at_least(1)] = 30
+    """Wrong passwords one client address may send in the window, whatever the username."""
+    admin_login_window_s: Positive = 900.0
+    """The window failures are counted in (from the first failure)."""
+    admin_login_lockout_s: Positive = 900.0
+    """How long a locked username or address is refused (429 with ``Retry-After``)."""
 
     database_url: NonEmpty = default_database_url()
     """Characters and poses: ``sqlite:///<file>``, ``postgresql://...`` or ``mongodb://...``."""

@@ -1,14 +1,16 @@
 """Logging in and out of the dashboard, and ending sessions from it.
 
-A right login opens a new session (a new token every time: a token planted before the
-login is worth nothing after it). Logout ends the session in Redis, so a copy of the
-cookie is worth nothing either. An admin can end every session of a login, or every
-session.
+A login try is throttled first (:mod:`.throttle`: 429 with ``Retry-After`` while the
+username or the client address is locked, the password unchecked), then checked; a right
+one opens a new session (a new token every time: a token planted before the login is
+worth nothing after it). Logout ends the session in Redis, so a copy of the cookie is
+worth nothing either. An admin can end every session of a login, or every session.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,6 +29,7 @@ from imagequeue_api.dashboard.access import (
 )
 from imagequeue_api.dashboard.logins import Role
 from imagequeue_api.dashboard.pages import BASE, back, render
+from imagequeue_api.dashboard.throttle import Attempt
 from imagequeue_api.resources import Res, Resources
 
 log = logging.getLogger("imagequeue.api.dashboard")
@@ -59,6 +62,14 @@ def client_address(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
+def locked_out(request: Request[Any, Any, Any], wait_s: float) -> Response[str]:
+    """The login page saying how long to wait; 429 with ``Retry-After``."""
+    seconds = max(1, math.ceil(wait_s))
+    wait = f"{math.ceil(seconds / 60)} min" if seconds >= 60 else f"{seconds} s"
+    message = f"Too many failed logins for this username or from this address; try again in {wait}."
+    return render(request, "login.html", 429, {"Retry-After": str(seconds)}, problem=message)
+
+
 @get("/login", sync_to_thread=False)
 def login_page(request: Request[Any, Any, Any],
                notice: FromQuery[str | None] = None) -> Response[str]:  # fmt: skip
@@ -69,11 +80,27 @@ def login_page(request: Request[Any, Any, Any],
 @post("/login")
 async def login(request: Request[Any, Any, Any], data: URLEncodedBody[LoginForm],
                 resources: Res) -> Response[Any]:  # fmt: skip
-    """Check the credentials, and open a session with the role they open."""
+    """Throttle, check the credentials, and open a session with the role they open."""
+    address = client_address(request)
+    attempt = await resources.login_throttle.attempt(data.username, address)
+    if attempt.refused_s > 0:
+        return locked_out(request, attempt.refused_s)
     role = resources.logins.check(data.username, data.password)
     if role is None:
-        return render(request, "login.html", 401, problem=WRONG)
+        return _wrong_password(request, data.username, address, attempt)
+    await resources.login_throttle.succeeded(data.username, address)
     return await _open_session(request, resources, data.username, role)
+
+
+def _wrong_password(request: Request[Any, Any, Any], username: str, address: str,
+                    attempt: Attempt) -> Response[str]:  # fmt: skip
+    # The username is anyone's text: repr and a cut keep it one short line. Never the password.
+    if attempt.locks_s > 0:
+        log.warning("dashboard login: wrong password for %r from %s; locked for %.0f s",
+                    username[:64], address, attempt.locks_s)  # fmt: skip
+        return locked_out(request, attempt.locks_s)
+    log.warning("dashboard login: wrong password for %r from %s", username[:64], address)
+    return render(request, "login.html", 401, problem=WRONG)
 
 
 async def _open_session(request: Request[Any, Any, Any], resources: Resources, username: str,
