@@ -97,6 +97,10 @@ bench-api *ARGS:
 fuzz *ARGS:
     uv run python -m bench.fuzz {{ARGS}}
 
+# Login throttling: bursts of wrong dashboard passwords against a real API, one JSON line.
+bench-logins *ARGS:
+    uv run python -m bench.logins {{ARGS}}
+
 # The load test: 1000 users through the whole stack, checks and reports (--help for options).
 loadtest *ARGS:
     uv run python -m loadtest.run {{ARGS}}

@@ -197,10 +197,12 @@ async def created_counts(db: Path, redis_url: str) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def api_server(tmp: Path, processes: int) -> Iterator[tuple[str, str, Callable[[], None]]]:
-    """``imagequeue-api serve`` on a private Redis and SQLite; its URL, Redis's URL and a
-    function stopping the API (Redis stays up until the block ends), once every process
-    accepts connections."""
+def api_server(
+    tmp: Path, processes: int, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, Callable[[], None]]]:
+    """``imagequeue-api serve`` on a private Redis and SQLite (and ``extra_env``); its URL,
+    Redis's URL and a function stopping the API (Redis stays up until the block ends), once
+    every process accepts connections."""
     redis = EmbeddedRedis(tmp / "redis")
     url = redis.start()
     port = free_port()
@@ -208,7 +210,7 @@ def api_server(tmp: Path, processes: int) -> Iterator[tuple[str, str, Callable[[
            "API_PROCESSES": str(processes), "DATABASE_URL": f"sqlite:///{tmp}/b.db",
            "ASSETS_DIR": f"{tmp}/assets", "USER_MAX_PENDING": "0", "API_USER_RPS": "0",
            "AI_GENERATION_API_URL": "http://127.0.0.1:9/unused",
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
+           "PYTHONPATH": str(ROOT), **(extra_env or {})}  # fmt: skip
     log = tmp / "api.log"
     with log.open("wb") as out:
         api = subprocess.Popen([sys.executable, "-m", "imagequeue_api", "serve"], env=env,
