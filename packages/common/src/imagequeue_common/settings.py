@@ -7,7 +7,6 @@ stops at start with one clear line instead of failing on the first job.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Annotated, Literal, get_type_hints
 
@@ -17,6 +16,7 @@ import msgspec.inspect as mi
 from imagequeue_common.cluster import is_cluster_url, parse_cluster_url
 from imagequeue_common.errors import SettingsError
 from imagequeue_common.sentinel import is_sentinel_url, parse_sentinel_url
+from imagequeue_common.settings_rules import csv_list, first_broken
 from imagequeue_common.settings_spec import Spec, spec_of
 
 BackoffKind = Literal["exponential", "fixed"]
@@ -188,7 +188,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def result_url_private_hosts(self) -> tuple[str, ...]:
         """The entries of ``AI_RESULT_URL_PRIVATE_HOSTS``."""
-        return tuple(_csv(self.ai_result_url_private_hosts))
+        return tuple(csv_list(self.ai_result_url_private_hosts))
 
     @property
     def redis_url_or_default(self) -> str:
@@ -213,83 +213,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for spec in _SPECS:
             if (problem := spec.problem(getattr(self, spec.field))) is not None:
                 raise SettingsError(f"{spec.env} {problem}")
-        checks: list[tuple[str, bool]] = [
-            (
-                "ADMIN_PASSWORD and ADMIN_READONLY_PASSWORD must be empty or 12+ characters",
-                all(
-                    len(p) == 0 or len(p) >= 12
-                    for p in (self.admin_password, self.admin_readonly_password)
-                ),
-            ),
-            (
-                "ADMIN_READONLY_USERNAME and ADMIN_READONLY_PASSWORD go together",
-                bool(self.admin_readonly_username) == bool(self.admin_readonly_password),
-            ),
-            (
-                "API_DEV_KEY and METRICS_TOKEN must be empty or at least 16 characters",
-                all(len(t) == 0 or len(t) >= 16 for t in (self.api_dev_key, self.metrics_token)),
-            ),
-            (
-                "DATABASE_URL must start with sqlite:///, postgresql://, postgres://, "
-                "mongodb:// or mongodb+srv://",
-                self.database_url.startswith(
-                    ("sqlite:///", "postgresql://", "postgres://", "mongodb://", "mongodb+srv://")
-                ),
-            ),
-            (
-                "ASSETS_URL_PREFIX must start with '/' or http(s):// and not end with '/'",
-                self.assets_url_prefix.startswith(("/", "http://", "https://"))
-                and not self.assets_url_prefix.endswith("/"),
-            ),
-            (
-                "AI_GENERATION_API_URL must start with http:// or https://",
-                self.ai_generation_api_url is None
-                or self.ai_generation_api_url.startswith(("http://", "https://")),
-            ),
-            (
-                "AI_GENERATION_API_KEY_HEADER must be an HTTP header name",
-                _is_header_name(self.ai_generation_api_key_header),
-            ),
-            (
-                "AI_RESULT_URL_PRIVATE_HOSTS must be comma-separated host names, IP addresses "
-                "or CIDR networks",
-                all(map(_is_host_or_network, self.result_url_private_hosts)),
-            ),
-            (
-                "QUEUE_NAME must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                _is_queue_name(self.queue_name),
-            ),
-            (
-                f"CLEAN_CRON must be 5 cron fields like '0 */6 * * *', got {self.clean_cron!r}",
-                _is_cron(self.clean_cron),
-            ),
-        ]
-        for message, ok in checks:
-            if not ok:
-                raise SettingsError(message)
-
-
-def _is_queue_name(name: str) -> bool:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-    return 0 < len(name) <= 64 and set(name) <= allowed
-
-
-def _is_header_name(name: str) -> bool:
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
-    return 0 < len(name) <= 64 and set(name) <= allowed
-
-
-def _csv(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _is_host_or_network(entry: str) -> bool:
-    try:
-        ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
-        return 0 < len(entry) <= 253 and set(entry) <= allowed
-    return True
+        if (broken := first_broken(self)) is not None:
+            raise SettingsError(broken)
 
 
 def redact_url(url: str) -> str:
@@ -300,12 +225,6 @@ def redact_url(url: str) -> str:
     userinfo, _, host = rest.partition("@")
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in userinfo else url
-
-
-def _is_cron(spec: str) -> bool:
-    fields = spec.split()
-    allowed = set("0123456789*/,-")
-    return len(fields) == 5 and all(set(f) <= allowed for f in fields)
 
 
 _SPECS: tuple[Spec, ...] = tuple(
