@@ -37,11 +37,23 @@ def _encode(wire: _Wire) -> bytes:
         raise InvalidJobError(f"task arguments are not JSON-serialisable: {exc}") from exc
 
 
+_AS_SENT = frozenset({int(LabelType.STR), int(LabelType.ANY)})
+"""Label types whose value is the string as sent: taskiq's parse is the identity for them."""
+
+
+def needed_types(types: dict[str, int] | None) -> dict[str, int] | None:
+    """The label types a reader needs to parse the labels back; None when every label is a
+    string already (most: ``priority``, ``user_id``, ``retries``…). Each job keeps its
+    message in Redis, so the ``"name": 3`` entries taskiq adds for strings cost memory and
+    tell nothing."""
+    needed = {name: kind for name, kind in (types or {}).items() if kind not in _AS_SENT}
+    return needed or None
+
+
 def encode_call(task_id: str, task_name: str, labels: dict[str, str], args: list[Any]) -> bytes:
     """The message taskiq's kicker would send for ``task_name(*args)`` with string ``labels``,
     built without a kicker or a pydantic model (the API's hot path)."""
-    types = dict.fromkeys(labels, int(LabelType.STR))
-    return _encode(_Wire(task_id, task_name, labels, args, {}, types))
+    return _encode(_Wire(task_id, task_name, labels, args, {}))
 
 
 class MsgspecFormatter(TaskiqFormatter):
@@ -56,7 +68,7 @@ class MsgspecFormatter(TaskiqFormatter):
                 labels=message.labels,
                 args=message.args,
                 kwargs=message.kwargs,
-                labels_types=message.labels_types,
+                labels_types=needed_types(message.labels_types),
             )
         )
         return BrokerMessage(
