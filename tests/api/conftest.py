@@ -30,6 +30,14 @@ def api_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def stack(settings: Settings, tmp_path: Path, redis: Redis) -> Settings:
+    """Settings for an API server process of this test's own (its database, its images)."""
+    del redis  # cleans this test's keys afterwards
+    return replace(settings, database_url=f"sqlite:///{tmp_path}/db.sqlite",
+                   assets_dir=str(tmp_path / "assets"))  # fmt: skip
+
+
+@pytest.fixture
 def app(api_settings: Settings) -> Litestar:
     return create_app(api_settings)
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
-from imagequeue_common.settings import Settings, replace
+from imagequeue_common.settings import Settings
 from tests.support.api import ApiServer
 from tests.support.dashboard import ADMIN, BASE, VIEWER, dashboard_server, try_login
 from tests.support.procs import wait_until
@@ -17,13 +16,6 @@ from tests.support.procs import wait_until
 pytestmark = pytest.mark.slow
 PER_ADDRESS = 12
 WRONG = ("admin", "not-the-password")
-
-
-@pytest.fixture
-def stack(settings: Settings, tmp_path: Path, redis: Redis) -> Settings:
-    del redis  # cleans this test's keys afterwards
-    return replace(settings, database_url=f"sqlite:///{tmp_path}/db.sqlite",
-                   assets_dir=str(tmp_path / "assets"))  # fmt: skip
 
 
 @pytest.fixture

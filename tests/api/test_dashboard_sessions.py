@@ -31,13 +31,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def stack(settings: Settings, tmp_path: Path, redis: Redis) -> Settings:
-    del redis  # cleans this test's keys afterwards
-    return replace(settings, database_url=f"sqlite:///{tmp_path}/db.sqlite",
-                   assets_dir=str(tmp_path / "assets"))  # fmt: skip
-
-
-@pytest.fixture
 def api(stack: Settings, tmp_path: Path) -> Iterator[ApiServer]:
     server = dashboard_server(stack, tmp_path / "api.log")
     yield server

@@ -10,7 +10,7 @@ import functools
 import http.server
 import itertools
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from imagequeue_common.queue.context import JobHandle
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.lease import Lease
 from imagequeue_common.settings import Settings, replace
-from imagequeue_common.store import Character, CharacterStore, NewCharacter, open_store
+from imagequeue_common.store import Character, CharacterStore, NewCharacter
 from imagequeue_worker.pipeline import ImagePipeline
 from imagequeue_worker.upstream import create_backend, create_client
 from tests.support.procs import (
@@ -56,23 +56,6 @@ def pipe_settings(settings: Settings, stub_ai: StubServer, tmp_path: Path) -> Se
         ai_total_timeout_s=5,
         backoff_delay_ms=200,
     )
-
-
-@pytest.fixture
-async def store(pipe_settings: Settings) -> AsyncIterator[CharacterStore]:
-    opened = await open_store(pipe_settings.database_url)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def client(pipe_settings: Settings, redis: Redis) -> AsyncIterator[EngineBroker]:
-    """The api's side: a started broker that enqueues and reads the ledger."""
-    del redis  # cleans this test's keys afterwards
-    broker = EngineBroker(pipe_settings, pipe_settings.redis_url_or_default)
-    await broker.startup()
-    yield broker
-    await broker.shutdown()
 
 
 async def run_workers(

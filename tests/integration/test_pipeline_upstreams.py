@@ -4,7 +4,6 @@ SSRF guard refuses. Real Redis and SQLite; the worker's log is read for prompt l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from imagequeue_common.images import check_image
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.settings import Settings, replace
-from imagequeue_common.store import CharacterStore, NewCharacter, open_store
+from imagequeue_common.store import CharacterStore, NewCharacter
 from tests.support.procs import WorkerProcess, start_workers, wait_until, wait_workers_ready
 from tests.support.recorder import RecordingServer
 from tests.support.runpod_sdk import RunPodSDKServer
@@ -36,22 +35,6 @@ def pipe_settings(settings: Settings, tmp_path: Path) -> Settings:
         ai_total_timeout_s=20,
         backoff_delay_ms=200,
     )
-
-
-@pytest.fixture
-async def store(pipe_settings: Settings) -> AsyncIterator[CharacterStore]:
-    opened = await open_store(pipe_settings.database_url)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def client(pipe_settings: Settings, redis: Redis) -> AsyncIterator[EngineBroker]:
-    del redis  # cleans this test's keys afterwards
-    broker = EngineBroker(pipe_settings, pipe_settings.redis_url_or_default)
-    await broker.startup()
-    yield broker
-    await broker.shutdown()
 
 
 async def enqueue(broker: EngineBroker, store: CharacterStore, name: str) -> str:
