@@ -74,7 +74,7 @@ async def test_hostile_bodies_are_400_with_the_field(
     ["/api/v1/characters/%00", "/api/v1/characters/%FF%FE", "/api/v1/generations/a%00b",
      "/api/v1/generations/%ED%A0%80/events", "/api/v1/characters?limit=%00",
      "/api/v1/characters?offset=99999999999999999999999", "/api/v1/characters?limit=-1",
-     "/api/v1/characters/" + "x" * 5000],
+     "/api/v1/characters/" + "x" * 5000, "/assets/%00", "/assets/characters/a%00.png"],
 )  # fmt: skip
 async def test_hostile_paths_and_queries_are_4xx(
     client: Client, make_key: MakeKey, url: str

@@ -9,7 +9,6 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
 from imagequeue_api import problems
@@ -24,6 +23,7 @@ from imagequeue_api.routes.generations import GenerationController
 from imagequeue_api.routes.health import healthz, metrics, readyz
 from imagequeue_api.schemas import EXACT_SCHEMAS
 from imagequeue_api.sse import EVENT_SCHEMA
+from imagequeue_api.static import static_files
 from imagequeue_common.logs import configure_logging
 from imagequeue_common.settings import Settings, load_settings
 
@@ -44,10 +44,7 @@ def create_app(settings: Settings) -> Litestar:
     ]  # fmt: skip
     if settings.assets_url_prefix.startswith("/"):
         Path(settings.assets_dir).mkdir(parents=True, exist_ok=True)
-        assets = create_static_files_router(
-            settings.assets_url_prefix, [settings.assets_dir], name="assets"
-        )
-        handlers.append(assets)
+        handlers.append(static_files(settings.assets_url_prefix, settings.assets_dir, "assets"))
     return Litestar(
         route_handlers=handlers,
         dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},

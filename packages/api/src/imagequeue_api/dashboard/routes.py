@@ -11,7 +11,6 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
 
 from imagequeue_api.dashboard import account, views
 from imagequeue_api.dashboard.access import (
@@ -26,6 +25,7 @@ from imagequeue_api.dashboard.logins import dashboard_on
 from imagequeue_api.dashboard.pages import BASE, HTML, back, fragment, html_problem, render
 from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Res, Resources
+from imagequeue_api.static import static_files
 from imagequeue_api.views import result_url
 from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import JobNotFoundError
@@ -211,8 +211,9 @@ def dashboard_router(settings: Settings) -> Router:
         job_action, queue_action,
     ]  # fmt: skip
     if dashboard_on(settings):
-        handlers.append(create_static_files_router(
-            "/static", [Path(__file__).parent / "static"], name="dashboard-static"))  # fmt: skip
+        handlers.append(
+            static_files("/static", Path(__file__).parent / "static", "dashboard-static")
+        )
     else:
         handlers = [_off]
     return Router(
