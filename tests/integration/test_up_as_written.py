@@ -115,11 +115,14 @@ def test_sigterm_to_uv_alone_stops_it_in_order(checkout: Path) -> None:
     assert processes_in(checkout) == []
 
 
-def test_closing_the_terminal_stops_everything(checkout: Path) -> None:
-    # The shell, as session leader, gets the kernel's SIGHUP and its death hangs up uv, just
-    # and `just up` (the foreground group). Nothing can be shown any more (every write
+@pytest.mark.parametrize("in_shell", [True, False], ids=["shell-leads", "uv-leads"])
+def test_closing_the_terminal_stops_everything(checkout: Path, in_shell: bool) -> None:
+    # With a shell as session leader, the kernel's SIGHUP kills it and its death hangs up
+    # uv, just and `just up` (the foreground group). With uv as the terminal's first
+    # program, uv alone gets the SIGHUP and passes it to just, which passes nothing on: the
+    # stack then sees the terminal close itself. Nothing can be shown any more (every write
     # fails): the stop must happen all the same.
-    terminal = start_up(checkout, in_shell=True)
+    terminal = start_up(checkout, in_shell=in_shell)
     try:
         terminal.hang_up()
         deadline = time.monotonic() + 120

@@ -73,22 +73,43 @@ class Shutdown:
     A terminal sends Ctrl-C to its whole foreground process group (``uv`` and ``just`` wait
     for us); a second Ctrl-C, which ``uv`` passes on, or a SIGTERM forwarded by ``uv`` and
     ``just`` may follow. The first starts the stop; the others must not cut it short.
+
+    A closed terminal is watched for as well: its SIGHUP goes to the session leader only,
+    and when that is ``uv`` (a terminal whose first program is ``uv run just up``) uv passes
+    it to ``just``, which passes nothing on. So the terminal itself says it is gone: end of
+    input on it (EIO once the window closed; Ctrl-D too) stops the stack.
     """
 
     def __init__(self) -> None:
         self.requested = asyncio.Event()
 
     def install(self) -> None:
-        """Handle the signals in the running event loop."""
+        """Handle the signals, and the terminal's end, in the running event loop."""
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
+        if _leads_terminal(sys.stdin.fileno()):
+            loop.add_reader(sys.stdin.fileno(), self._on_terminal, sys.stdin.fileno())
 
     def _on_signal(self, signum: int) -> None:
+        self._stop(f"{signal.Signals(signum).name}: stopping (running jobs finish first)")
+
+    def _on_terminal(self, fd: int) -> None:
+        try:
+            typed = os.read(fd, 4096)  # what someone typed is dropped: nothing reads it
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the terminal is gone
+            typed = b""
+        if not typed:
+            asyncio.get_running_loop().remove_reader(fd)
+            self._stop("the terminal closed: stopping (running jobs finish first)")
+
+    def _stop(self, why: str) -> None:
         first = not self.requested.is_set()
         self.requested.set()  # before anything that could fail
         if first:
-            say(f"{signal.Signals(signum).name}: stopping (running jobs finish first)")
+            say(why)
 
     async def wait(self, children: list[subprocess.Popen[bytes]]) -> int:
         """Until a stop is asked for (0) or a child exits by itself (1)."""
@@ -101,6 +122,15 @@ class Shutdown:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.requested.wait(), 0.5)
         return 0
+
+
+def _leads_terminal(fd: int) -> bool:
+    """True when ``fd`` is a terminal and this process is in its foreground group (reading
+    it from the background would stop us with SIGTTIN)."""
+    try:
+        return os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
 
 
 async def run_demo_safely(api_url: str, key: str, jobs: int, settings: Settings) -> None:
