@@ -5,7 +5,8 @@ two worker processes (ours, and stock ``RedisStreamBroker`` with the same no-op 
 the same receiver settings), measured over the steady part of each drain (10 % to 90 % of
 the jobs done), interleaved over several rounds and reported as medians;
 Redis memory per waiting and per completed job; and the sliding-window rate limit under a
-backlog (the busiest window, and how much of the limit was used).
+backlog (the busiest window, and how much of the limit was used); and the claim script's cost
+with one user and with 10,000 users waiting (``bench.claims``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import psutil
 from redis.asyncio import Redis
 
 from bench.apps import STOCK_QUEUE, stock_broker
+from bench.claims import fairness_costs
 from imagequeue_common.contracts import NOOP_TASK
 from imagequeue_common.embedded_redis import EmbeddedRedis
 from imagequeue_common.queue.broker import EngineBroker
@@ -249,6 +251,7 @@ async def run(args: argparse.Namespace, url: str, redis: Redis) -> dict[str, Any
         ours.append(await round_engine(url, args.jobs, redis, f"bench-engine-{i}", redis_pid))
         stock.append(await round_stock(url, args.jobs, redis, redis_pid))
     limited = await rate_limit_run(url, args.rate_limit, args.windows, redis_pid)
+    claims = await fairness_costs(url, redis, args.claim_jobs)
     figures = {k: round(median(ours, k), 1) for k in ours[0]}
     figures |= {k: round(median(stock, k), 1) for k in stock[0]}
     return {
@@ -258,6 +261,7 @@ async def run(args: argparse.Namespace, url: str, redis: Redis) -> dict[str, Any
         "process_per_s_rounds": [round(r["process_per_s"]) for r in ours],
         "stock_process_per_s_rounds": [round(r["stock_process_per_s"]) for r in stock],
         **{k: round(v, 3) for k, v in limited.items()},
+        **claims,
     }  # fmt: skip
 
 
@@ -268,6 +272,8 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--rate-limit", type=int, default=50)
     parser.add_argument("--windows", type=int, default=8)
+    parser.add_argument("--claim-jobs", type=int, default=20_000,
+                        help="the backlog drained for the claim cost with 1 and 10,000 users")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(Path(tmp))

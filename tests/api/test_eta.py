@@ -23,7 +23,7 @@ from imagequeue_api.eta import (
 from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
-from imagequeue_common.queue.occupancy import Flow, arrivals, running, waiting_by_priority
+from imagequeue_common.queue.occupancy import Flow, arrivals, running
 from imagequeue_common.queue.reads import LedgerMetrics, Throughput
 from imagequeue_common.settings import Settings, replace
 
@@ -190,19 +190,17 @@ async def test_the_enqueue_counts_the_running_jobs(ledger: JobLedger) -> None:
     assert (queued.position, queued.active) == (1, 2)
 
 
-async def test_arrivals_and_waiting_are_counted_per_priority(ledger: JobLedger) -> None:
+async def test_arrivals_are_counted_per_priority(ledger: JobLedger) -> None:
     for i, priority in enumerate([Priority.HIGH, Priority.LOW, Priority.LOW, Priority.NORMAL]):
         await ledger.enqueue(f"p{i}", "t", "{}", priority=priority)
     seen = await arrivals(ledger)
     counts = {p: flow.count for p, flow in seen.items()}
     assert counts == {Priority.HIGH: 1, Priority.NORMAL: 1, Priority.LOW: 2}
     assert all(0 <= flow.span_s <= 2 and flow.live for flow in seen.values())
-    assert await waiting_by_priority(ledger) == counts
     await ledger.claim("w1", 1)
     [(priority, ran)] = await running(ledger)
     assert priority == Priority.HIGH
     assert 0 <= ran < 5
-    assert (await waiting_by_priority(ledger))[Priority.HIGH] == 0
 
 
 async def test_a_young_queue_reports_only_the_span_it_observed(ledger: JobLedger) -> None:

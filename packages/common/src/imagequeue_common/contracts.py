@@ -115,3 +115,7 @@ class QueueStats(msgspec.Struct, frozen=True):
     total: int
     cancelled: int = 0
     paused: bool = False
+    users_waiting: int = 0
+    """Users with at least one waiting job."""
+    users_active: int = 0
+    """Users with at least one running job."""

@@ -15,6 +15,7 @@ import msgspec.inspect as mi
 
 from imagequeue_common.cluster import is_cluster_url, parse_cluster_url
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.queue.fairness import DEFAULT_WEIGHTS, policy_arg
 from imagequeue_common.sentinel import is_sentinel_url, parse_sentinel_url
 from imagequeue_common.settings_rules import csv_list, first_broken
 from imagequeue_common.settings_spec import Spec, spec_of
@@ -24,6 +25,7 @@ Backend = Literal["generic", "automatic1111", "openai", "comfyui", "runpod"]
 Quality = Literal["hq", "standard", "draft"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+PriorityPolicy = Literal["strict", "weighted"]
 BACKENDS: tuple[Backend, ...] = ("generic", "automatic1111", "openai", "comfyui", "runpod")
 QUALITIES: tuple[Quality, ...] = ("hq", "standard", "draft")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -81,6 +83,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     time until the queue has measured its own, and its prior after."""
     user_max_pending: Annotated[int, _at_least(0, "0: no limit")] = 100
     """Most unfinished (waiting, delayed, active) jobs one user may have; 0: no limit."""
+    user_max_active: Annotated[int, _at_least(0, "0: no limit")] = 0
+    """Most jobs of one user running at once, across all workers; 0: no limit (fair share
+    already gives every other user the next free slot, and a cap leaves slots idle)."""
+    priority_policy: PriorityPolicy = "strict"
+    """``strict``: a lower priority starts only when no higher one waits (the seed);
+    ``weighted``: every priority gets turns in proportion to ``PRIORITY_WEIGHTS``."""
+    priority_weights: NonEmpty = DEFAULT_WEIGHTS
+    """``weighted``: each priority's share of the turns (``high=4,normal=2,low=1``)."""
 
     job_retries: Annotated[int, _from_to(0, 100)] = 3
     """Retries after the first run: 3 means 4 runs in all."""
@@ -184,6 +194,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if is_cluster_url(self.redis_url_or_default):
             return -1  # decided per queue: one where its primary has a replica
         return 1 if is_sentinel_url(self.redis_url_or_default) else 0
+
+    @property
+    def fairness(self) -> str:
+        """The waiting order's policy as the Lua scripts take it (``queue.fairness``)."""
+        return policy_arg(self.priority_policy, self.priority_weights)
 
     @property
     def result_url_private_hosts(self) -> tuple[str, ...]:

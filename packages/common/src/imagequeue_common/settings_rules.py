@@ -9,6 +9,8 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
+from imagequeue_common.queue.fairness import parse_weights
+
 if TYPE_CHECKING:
     from imagequeue_common.settings import Settings
 
@@ -53,6 +55,11 @@ def first_broken(s: Settings) -> str | None:
             "AI_RESULT_URL_PRIVATE_HOSTS must be comma-separated host names, IP addresses "
             "or CIDR networks",
             all(map(is_host_or_network, s.result_url_private_hosts)),
+        ),
+        (
+            "PRIORITY_WEIGHTS must name high, normal and low once each with a whole weight "
+            f"from 1 to 100, like 'high=4,normal=2,low=1', got {s.priority_weights!r}",
+            parse_weights(s.priority_weights) is not None,
         ),
         (
             "QUEUE_NAME must be 1-64 characters of letters, digits, '-', '_' or '.'",

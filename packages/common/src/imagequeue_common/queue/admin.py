@@ -132,13 +132,13 @@ class QueueAdmin:
         ]
 
     async def promote(self, job_id: str) -> None:
-        """Move a delayed job to waiting now, behind the jobs already waiting at its
-        priority; raises :class:`JobNotFoundError` or :class:`JobStateError` (not delayed)."""
+        """Move a delayed job to waiting now, as its user's newest job at its priority;
+        raises :class:`JobNotFoundError` or :class:`JobStateError` (not delayed)."""
         k = self.keys
         answer = await self.ledger.scripts.call(
             "promote",
             [k.waiting, k.delayed, k.events, k.marker, k.meta],
-            [k.prefix, self.ledger.settings.events_maxlen, job_id],
+            [k.prefix, self.ledger.settings.events_maxlen, job_id, self.ledger.settings.fairness],
         )
         _check(job_id, answer, "promoted", "promote")
 

@@ -255,7 +255,7 @@ class EngineBroker(AsyncBroker):
         )  # fmt: skip
 
     async def _wait(self, result: ClaimResult) -> None:
-        if result.status == "limited":
+        if result.status in ("limited", "more"):
             await asyncio.sleep(result.wait_ms / 1000)
             return
         timeout = IDLE_BLOCK_MS

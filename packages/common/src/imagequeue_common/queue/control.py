@@ -60,7 +60,7 @@ class LedgerControl(LedgerBase):
         moved, refused = await self._scripts.call(
             "retry_failed",
             [k.failed, k.waiting, k.events, k.marker, k.meta, k.users],
-            [k.prefix, self._maxlen, job_id, _BATCH],
+            [k.prefix, self._maxlen, job_id, _BATCH, self.settings.fairness],
         )
         return int(moved), str(refused)
 

@@ -40,6 +40,12 @@ class QueueKeys(NamedTuple):
     """Enqueues per priority per second, the last minute (the ETA's forecast)."""
     api_keys: str
     """Every API key id of the queue (a set)."""
+    flow_tags: str
+    """Fair share: each flow's (``<priority>:<user>``) last tag, while it has jobs waiting."""
+    user_waiting: str
+    """Waiting jobs per user (a zset, score = count; parked ones included)."""
+    user_active: str
+    """Running jobs per user (a zset, score = count), for ``USER_MAX_ACTIVE``."""
 
     @classmethod
     def for_queue(cls, queue: str, namespace: str = "iq") -> QueueKeys:
@@ -66,6 +72,9 @@ class QueueKeys(NamedTuple):
             tpm=p + "tpm",
             arrivals=p + "arr",
             api_keys=p + "apikeys",
+            flow_tags=p + "ftag",
+            user_waiting=p + "uwait",
+            user_active=p + "uactive",
         )
 
     def job(self, job_id: str) -> str:
@@ -114,6 +123,11 @@ class QueueKeys(NamedTuple):
     def worker(self, worker_id: str) -> str:
         """The hash describing one live worker."""
         return f"{self.prefix}worker:{worker_id}"
+
+    def parked(self, user_id: str) -> str:
+        """The zset of one user's waiting jobs parked while the user is at
+        ``USER_MAX_ACTIVE`` (score = their place in the waiting set)."""
+        return f"{self.prefix}parked:{user_id}"
 
     def by_user(self, user_id: str) -> str:
         """The zset of one user's jobs (score = created ms), for search."""

@@ -98,7 +98,8 @@ class JobLedger(LedgerReads, LedgerControl):
              k.completed, k.failed, k.cancelled],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16],
-             "1" if replace_finished else "0", "1" if rate_limited else "0"],
+             "1" if replace_finished else "0", "1" if rate_limited else "0",
+             self.settings.fairness],
         )  # fmt: skip
         if reply == EnqueueRefusal.EXISTS:
             raise DuplicateJobError(job_id)
@@ -121,7 +122,7 @@ class JobLedger(LedgerReads, LedgerControl):
             [k.waiting, k.delayed, k.active, k.limiter, k.events, k.meta, k.marker, k.metrics,
              k.completed, k.failed, k.cancelled, k.users],
             [k.prefix, s.lease_ms, s.rate_limit_max, s.rate_limit_duration_ms, worker_id, want,
-             self._maxlen, *_op_args(finished)],
+             self._maxlen, s.user_max_active, s.fairness, *_op_args(finished)],
         )  # fmt: skip
         jobs = [
             Claimed(reply[i], reply[i + 1], str(reply[i + 2]), int(reply[i + 3]), int(reply[i + 4]))
@@ -143,8 +144,8 @@ class JobLedger(LedgerReads, LedgerControl):
         flags: str = await self._scripts.call(
             "finish",
             [k.active, k.completed, k.failed, k.delayed, k.cancelled, k.events, k.metrics,
-             k.marker, k.users],
-            [k.prefix, self._maxlen, *_op_args(ops)],
+             k.marker, k.users, k.waiting],
+            [k.prefix, self._maxlen, self.settings.user_max_active, *_op_args(ops)],
         )  # fmt: skip
         return [flag == "1" for flag in flags]
 
@@ -167,7 +168,13 @@ class JobLedger(LedgerReads, LedgerControl):
         requeued, dead = await self._scripts.call(
             "recover",
             [k.active, k.waiting, k.failed, k.events, k.marker, k.metrics, k.users],
-            [k.prefix, self.settings.stall_limit, self._maxlen, _BATCH],
+            [
+                k.prefix,
+                self.settings.stall_limit,
+                self._maxlen,
+                _BATCH,
+                self.settings.user_max_active,
+            ],
         )
         return list(requeued), list(dead)
 
@@ -176,7 +183,7 @@ class JobLedger(LedgerReads, LedgerControl):
         if not leases:
             return 0
         k = self.keys
-        args: list[str | int] = [k.prefix, self._maxlen]
+        args: list[str | int] = [k.prefix, self._maxlen, self.settings.user_max_active]
         for job_id, token in leases:
             args += [job_id, token]
         released: int = await self._scripts.call(

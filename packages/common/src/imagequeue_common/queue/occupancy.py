@@ -1,5 +1,5 @@
-"""What the queue is doing right now, for the ETA: the running jobs, the waiting ones per
-priority, and the last minute's arrivals per priority (counted by ``enqueue.lua``)."""
+"""What the queue is doing right now, for the ETA: the running jobs and the last minute's
+arrivals per priority (counted by ``enqueue.lua``)."""
 
 from __future__ import annotations
 
@@ -37,15 +37,6 @@ async def running(ledger: JobLedger) -> list[tuple[Priority, float]]:
             pipe.hmget(ledger.keys.job(job_id), ["priority", "started_at"])
         fields = await pipe.execute()
     return [(Priority(p), max(now_ms - int(s), 0) / 1000) for p, s in fields if p and s]
-
-
-async def waiting_by_priority(ledger: JobLedger) -> dict[Priority, int]:
-    """Waiting jobs per priority (the waiting set's score ranges, see ``_lib.lua``)."""
-    async with ledger.client.pipeline(transaction=False) as pipe:
-        for rank, _ in enumerate(Priority):
-            pipe.zcount(ledger.keys.waiting, rank * 10**13, f"({(rank + 1) * 10**13}")
-        counts = await pipe.execute()
-    return {p: int(n) for p, n in zip(Priority, counts, strict=True)}
 
 
 async def arrivals(ledger: JobLedger) -> dict[Priority, Flow]:

@@ -69,14 +69,16 @@ class LedgerReads(LedgerBase):
     async def stats(self) -> QueueStats:
         """Exact counts per state, from one atomic snapshot (O(1))."""
         k = self.keys
-        w, a, c, f, d, x, paused = await self._scripts.call(
+        w, a, c, f, d, x, paused, uw, ua = await self._scripts.call(
             "stats",
-            [k.waiting, k.active, k.completed, k.failed, k.delayed, k.cancelled, k.meta],
+            [k.waiting, k.active, k.completed, k.failed, k.delayed, k.cancelled, k.meta,
+             k.user_waiting, k.user_active],
             [],
-        )
+        )  # fmt: skip
         return QueueStats(
             waiting=w, active=a, completed=c, failed=f, delayed=d,
             total=w + a + c + f + d, cancelled=x, paused=bool(paused),
+            users_waiting=uw, users_active=ua,
         )  # fmt: skip
 
     async def get_job(self, job_id: str) -> Job:

@@ -11,13 +11,6 @@ local function now_ms()
   return math.floor(now_us() / 1000)
 end
 
--- Waiting order: priority first, then arrival sequence (FIFO inside a priority).
--- 1e13 sequence numbers per priority keep every score an exact integer in a double.
-local RANKS = {high = 0, normal = 1, low = 2}
-local function waiting_score(priority, seq)
-  return RANKS[priority] * 1e13 + tonumber(seq)
-end
-
 -- A job is a small hash (kept in Redis' compact listpack encoding) plus its payload in a
 -- string beside it: a payload over 64 bytes inside the hash would turn the whole hash into
 -- a hashtable, about three times larger.
@@ -38,6 +31,126 @@ end
 local function wake(marker)
   redis.call('LPUSH', marker, '1')
   redis.call('LTRIM', marker, 0, 63)
+end
+
+-- Waiting order: fair share inside a priority (self-clocked fair queueing). Every job of a
+-- flow (one user's jobs of one priority) gets a tag = max(virtual time, the flow's last tag)
+-- + its increment; the waiting set is ordered by tag, and claiming a job moves the virtual
+-- time up to its tag. A user's jobs stay in order (each tag above the last), and a user who
+-- arrives while another has 100 waiting gets the next tag after the current one: one turn.
+-- Policy (ARGV of the scripts that add to waiting): 's' strict priority (a virtual time per
+-- priority; a lower priority waits for the higher ones), or 'w:<high>:<normal>:<low>'
+-- weighted (one virtual time, each priority's increment 240 / weight: a high job counts a
+-- quarter of a low one with weights 4:1, and waiting counts, since the virtual time reaches
+-- every tag).
+-- Score = rank * 1e15 (strict only) + tag * 512 + (arrival sequence mod 512): jobs of one
+-- tag (one turn) go in arrival order, bar a wrap of the sequence, which only swaps two
+-- turns of different users. Every score stays an exact integer in a double: a tier holds
+-- tags below 1.9e12 (strict) or 7.8e12 (weighted), turns enough for years at 1000 a second.
+local RANKS = {high = 0, normal = 1, low = 2}
+local TIER = 1e15
+local TIES = 512
+local PARKED = 4e15  -- added to the score of a job whose user is at USER_MAX_ACTIVE
+
+local function parse_policy(text)
+  if text == 's' then
+    return {strict = true, inc = {high = 1, normal = 1, low = 1}}
+  end
+  local h, n, l = string.match(text, '^w:(%d+):(%d+):(%d+)$')
+  if not h then
+    error('bad fairness policy ' .. tostring(text))
+  end
+  return {strict = false, inc = {high = tonumber(h), normal = tonumber(n), low = tonumber(l)}}
+end
+
+local function vt_field(policy, priority)
+  if policy.strict then
+    return 'vt:' .. priority
+  end
+  return 'vt'
+end
+
+-- The tag of a waiting job's score.
+local function tag_of(policy, priority, score)
+  if policy.strict then
+    score = score - RANKS[priority] * TIER
+  end
+  return math.floor(score / TIES)
+end
+
+-- Waiting jobs per user (parked ones too), a zset: how many users wait, and who waits most.
+local function count_waiting(prefix, user, by)
+  if user and user ~= '' then
+    if tonumber(redis.call('ZINCRBY', prefix .. 'uwait', by, user)) <= 0 then
+      redis.call('ZREM', prefix .. 'uwait', user)
+    end
+  end
+end
+
+local function enter_waiting(prefix, policy, waiting, id, priority, user)
+  local vt = tonumber(redis.call('HGET', prefix .. 'meta', vt_field(policy, priority)) or '0')
+  local flow = priority .. ':' .. (user or '')
+  local last = tonumber(redis.call('HGET', prefix .. 'ftag', flow) or '0')
+  local tag = math.max(vt, last) + policy.inc[priority]
+  redis.call('HSET', prefix .. 'ftag', flow, tag)
+  local seq = redis.call('HINCRBY', prefix .. 'meta', 'seq', 1)
+  local score = tag * TIES + seq % TIES
+  if policy.strict then
+    score = RANKS[priority] * TIER + score
+  end
+  redis.call('ZADD', waiting, score, id)
+  redis.call('HSET', job_key(prefix, id), 'state', 'waiting', 'score', score)
+  count_waiting(prefix, user, 1)
+  return score
+end
+
+-- Back to waiting at the job's old place (a stalled or released run): its stored score.
+local function return_waiting(prefix, waiting, id, user)
+  local jk = job_key(prefix, id)
+  redis.call('ZADD', waiting, tonumber(redis.call('HGET', jk, 'score') or '0'), id)
+  redis.call('HSET', jk, 'state', 'waiting')
+  count_waiting(prefix, user, 1)
+end
+
+-- A waiting job leaves the waiting set (claimed, cancelled, removed), parked or not.
+local function leave_waiting(prefix, waiting, id, user)
+  redis.call('ZREM', waiting, id)
+  if user and user ~= '' then
+    redis.call('ZREM', prefix .. 'parked:' .. user, id)
+  end
+  count_waiting(prefix, user, -1)
+end
+
+-- `ended` of `user`'s runs ended (finished, stalled, released): as many slots less in use
+-- (running jobs per user: a zset), and as many of the user's parked jobs as the cap now
+-- allows go back to their places, so the next claim finds them without scanning.
+local function user_slots_freed(prefix, waiting, marker, user, cap, ended)
+  if not user or user == '' then
+    return
+  end
+  local ua = prefix .. 'uactive'
+  local running = tonumber(redis.call('ZINCRBY', ua, -ended, user))
+  if running <= 0 then
+    redis.call('ZREM', ua, user)
+    running = 0
+  end
+  -- Without a cap, jobs parked under an earlier one are claimed from where they are.
+  if cap == 0 or running >= cap then
+    return
+  end
+  local pk = prefix .. 'parked:' .. user
+  local back = redis.call('ZRANGE', pk, 0, cap - running - 1, 'WITHSCORES')
+  if #back == 0 then
+    return
+  end
+  local args = {}
+  for i = 1, #back, 2 do
+    args[#args + 1] = tonumber(back[i + 1])
+    args[#args + 1] = back[i]
+    redis.call('ZREM', pk, back[i])
+  end
+  redis.call('ZADD', waiting, 'XX', unpack(args))
+  wake(marker)
 end
 
 -- Unfinished jobs per user (waiting, delayed or active), for the per-user quota.
@@ -96,8 +209,9 @@ local function count_minute(prefix, now, completed, failed)
 end
 
 -- End one leased run (see finish.lua for the op format). K holds the key names: active,
--- completed, failed, delayed, cancelled, events, metrics, marker, users. Returns 1 if applied, 0 if
--- the caller's lease was lost (the job was recovered elsewhere): then nothing changes.
+-- completed, failed, delayed, cancelled, events, metrics, marker, users, waiting, and K.cap
+-- (USER_MAX_ACTIVE). Returns 1 if applied, 0 if the caller's lease was lost (the job was
+-- recovered elsewhere): then nothing changes.
 local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind, value, err, detail)
   local jk = job_key(prefix, id)
   local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at', 'user')
@@ -109,6 +223,9 @@ local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind
     kind = 'cancelled'
   end
   local ran = now - tonumber(cur[4] or now)
+  if cur[5] and cur[5] ~= '' then
+    moves.freed[cur[5]] = (moves.freed[cur[5]] or 0) + 1
+  end
   if kind ~= 'retry' then
     user_pending(K.users, cur[5], -1)
   end
@@ -147,7 +264,7 @@ local function finish_ops(K, prefix, maxlen, n, first)
   local applied = {}
   local counts = {completed = 0, retry = 0, failed = 0, cancelled = 0, run_ms_completed = 0}
   -- Set moves are gathered and done once per batch: one ZREM, one ZADD per target set.
-  local moves = {left = {}, into = {}}
+  local moves = {left = {}, into = {}, freed = {}}
   moves.push = function(set, score, id)
     local t = moves.into[set]
     if not t then
@@ -168,6 +285,9 @@ local function finish_ops(K, prefix, maxlen, n, first)
   end
   for set, pairs_ in pairs(moves.into) do
     redis.call('ZADD', set, unpack(pairs_))
+  end
+  for user, ended in pairs(moves.freed) do
+    user_slots_freed(prefix, K.waiting, K.marker, user, K.cap, ended)
   end
   -- Completions per 10 s bucket (count, run ms) for the live throughput and mean job time,
   -- in one hash that keeps the last minute of buckets.

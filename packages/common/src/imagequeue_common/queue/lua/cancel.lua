@@ -11,8 +11,9 @@ if not state then
   return 'missing'
 end
 if state == 'waiting' or state == 'delayed' then
+  local user = redis.call('HGET', jk, 'user')
   if state == 'waiting' then
-    redis.call('ZREM', KEYS[1], id)
+    leave_waiting(ARGV[1], KEYS[1], id, user)
   else
     redis.call('ZREM', KEYS[2], id)
   end
@@ -20,7 +21,7 @@ if state == 'waiting' or state == 'delayed' then
   redis.call('ZADD', KEYS[3], now, id)
   redis.call('HSET', jk, 'state', 'cancelled', 'finished_at', now)
   redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
-  user_pending(KEYS[6], redis.call('HGET', jk, 'user'), -1)
+  user_pending(KEYS[6], user, -1)
   emit(KEYS[4], ARGV[2], id, 'cancelled')
   return 'cancelled'
 end

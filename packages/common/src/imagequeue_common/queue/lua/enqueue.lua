@@ -11,6 +11,7 @@
 -- ARGV[13] '1': an id whose job has finished (completed, failed, cancelled) is replaced by
 -- the new one, which starts afresh (taskiq's kick of a task id again); '0': it exists
 -- ARGV[14] '1': the job's start counts against the rate limit (claim.lua); '0': it does not
+-- ARGV[15] fairness policy (see _lib.lua)
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
 -- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists,
 -- or -1 when the user already has ARGV[10] unfinished jobs (nothing changed in either case).
@@ -37,13 +38,12 @@ if quota > 0 and ARGV[6] ~= '' and tonumber(redis.call('HGET', KEYS[6], ARGV[6])
 end
 user_pending(KEYS[6], ARGV[6], 1)
 local now = now_ms()
-local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
 local delay = tonumber(ARGV[7])
 local state = 'waiting'
 if delay > 0 then
   state = 'delayed'
 end
-redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[6], 'seq', seq,
+redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[6],
   'state', state, 'attempts', 0, 'max_attempts', ARGV[8], 'created_at', now,
   'nonce', ARGV[12])
 if ARGV[14] == '0' then
@@ -54,7 +54,7 @@ if delay > 0 then
   redis.call('HSET', jk, 'due_at', now + delay)
   redis.call('ZADD', KEYS[2], now + delay, id)
 else
-  redis.call('ZADD', KEYS[1], waiting_score(ARGV[5], seq), id)
+  enter_waiting(ARGV[1], parse_policy(ARGV[15]), KEYS[1], id, ARGV[5], ARGV[6])
 end
 -- No index entry for an empty user id or ref: a job without them is found by its id only.
 if ARGV[6] ~= '' then

@@ -3,6 +3,7 @@
 -- KEYS[1] active  KEYS[2] waiting  KEYS[3] failed  KEYS[4] events  KEYS[5] marker  KEYS[6] metrics
 -- KEYS[7] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] stall limit  ARGV[3] events maxlen  ARGV[4] batch size
+-- ARGV[5] most active jobs per user (0: any)
 -- Returns {ids returned to waiting, ids dead-lettered}.
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
@@ -10,6 +11,8 @@ local requeued, dead = {}, {}
 for _, id in ipairs(expired) do
   local jk = job_key(ARGV[1], id)
   redis.call('ZREM', KEYS[1], id)
+  local user = redis.call('HGET', jk, 'user')
+  user_slots_freed(ARGV[1], KEYS[2], KEYS[5], user, tonumber(ARGV[5]), 1)
   local stalls = redis.call('HINCRBY', jk, 'stalls', 1)
   -- A stalled run never finished, so it does not use up one of the job's retries.
   redis.call('HINCRBY', jk, 'attempts', -1)
@@ -21,13 +24,11 @@ for _, id in ipairs(expired) do
     redis.call('HSET', jk, 'state', 'failed', 'finished_at', now, 'error', err, 'error_detail', '')
     redis.call('HINCRBY', KEYS[6], 'failed', 1)
     count_minute(ARGV[1], now, 0, 1)
-    user_pending(KEYS[7], redis.call('HGET', jk, 'user'), -1)
+    user_pending(KEYS[7], user, -1)
     emit(KEYS[4], ARGV[3], id, 'failed', 'error', err)
     dead[#dead + 1] = id
   else
-    local f = redis.call('HMGET', jk, 'priority', 'seq')
-    redis.call('ZADD', KEYS[2], waiting_score(f[1], f[2]), id)
-    redis.call('HSET', jk, 'state', 'waiting')
+    return_waiting(ARGV[1], KEYS[2], id, user)
     emit(KEYS[4], ARGV[3], id, 'waiting')
     wake(KEYS[5])
     requeued[#requeued + 1] = id

@@ -16,7 +16,11 @@ local sets = {waiting = KEYS[1], delayed = KEYS[2], completed = KEYS[3], failed 
 if not sets[state] then
   return state
 end
-redis.call('ZREM', sets[state], id)
+if state == 'waiting' then
+  leave_waiting(ARGV[1], KEYS[1], id, f[2])
+else
+  redis.call('ZREM', sets[state], id)
+end
 redis.call('DEL', jk, data_key(ARGV[1], id))
 unindex(ARGV[1], id, f[2], f[3])
 if state == 'waiting' or state == 'delayed' then

@@ -2,6 +2,7 @@
 -- KEYS[1] failed  KEYS[2] waiting  KEYS[3] events  KEYS[4] marker  KEYS[5] meta
 -- KEYS[6] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] events maxlen  ARGV[3] job id, or '' for the oldest ARGV[4]
+-- ARGV[5] fairness policy (see _lib.lua)
 -- Returns {jobs moved, why not ('' when moved; for one id: 'missing' or the job's state)}.
 local ids
 if ARGV[3] ~= '' then
@@ -16,15 +17,15 @@ if ARGV[3] ~= '' then
 else
   ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
 end
+local policy = parse_policy(ARGV[5])
 for _, id in ipairs(ids) do
   local jk = job_key(ARGV[1], id)
-  local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
+  local f = redis.call('HMGET', jk, 'priority', 'user')
   redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], waiting_score(redis.call('HGET', jk, 'priority'), seq), id)
-  redis.call('HSET', jk, 'state', 'waiting', 'seq', seq, 'attempts', 0, 'stalls', 0,
-    'progress', 0)
+  enter_waiting(ARGV[1], policy, KEYS[2], id, f[1], f[2])
+  redis.call('HSET', jk, 'attempts', 0, 'stalls', 0, 'progress', 0)
   redis.call('HDEL', jk, 'finished_at', 'cancel', 'result')
-  user_pending(KEYS[6], redis.call('HGET', jk, 'user'), 1)
+  user_pending(KEYS[6], f[2], 1)
   emit(KEYS[3], ARGV[2], id, 'waiting', 'retried_by_hand', '1')
 end
 if #ids > 0 then
