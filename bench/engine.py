@@ -272,8 +272,12 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--rate-limit", type=int, default=50)
     parser.add_argument("--windows", type=int, default=8)
-    parser.add_argument("--claim-jobs", type=int, default=20_000,
-                        help="the backlog drained for the claim cost with 1 and 10,000 users")
+    parser.add_argument(
+        "--claim-jobs",
+        type=int,
+        default=20_000,
+        help="the backlog drained for the claim cost with 1 and 10,000 users",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedRedis(Path(tmp))
