@@ -88,6 +88,28 @@ async def test_overview_counts_match_the_engine(
     assert live["paused"] is False
 
 
+async def test_the_overview_shows_the_busiest_users_to_admins(
+    dash: Client, broker: EngineBroker, ledger: JobLedger
+) -> None:
+    await queue(broker, 4, user="flooder")
+    await queue(broker, 1, user="quiet-one")
+    await ledger.claim("w", 2)  # the flooder's first and quiet-one's only job: one turn each
+    await login(dash, ADMIN)
+    page = (await dash.get(BASE)).text
+    rows = re.findall(r'jobs\?q=([\w-]+)">[\w-]+</a></td><td>(\d+)</td><td>(\d+)</td>', page)
+    assert rows == [("flooder", "3", "1"), ("quiet-one", "0", "1")]
+    live = (await dash.get(f"{BASE}/api/overview")).json()
+    assert (live["users_waiting"], live["users_active"]) == (1, 2)
+    assert "flooder" in live["users_html"]
+    await dash.post(
+        f"{BASE}/logout", data={"csrf": re.findall(r'name="csrf" value="([^"]+)"', page)[0]}
+    )
+    await login(dash, VIEWER)
+    for text in ((await dash.get(BASE)).text, (await dash.get(f"{BASE}/api/overview")).text):
+        assert "flooder" not in text  # user ids are for admins only
+        assert "(admins only)" in text
+
+
 async def test_lists_search_and_job_page(dash: Client, broker: EngineBroker) -> None:
     ids = await queue(broker, 3, user="bob")
     await login(dash, ADMIN)

@@ -48,6 +48,7 @@ def test_metrics_have_one_content_type_and_pass_promtool(api: ApiServer) -> None
     assert answer.status_code == 200
     assert answer.headers.get_list("content-type") == [EXPOSITION]
     assert 'imagequeue_jobs{state="waiting"} 1' in answer.text
+    assert 'imagequeue_users{with_jobs="waiting"} 1' in answer.text
     linted = subprocess.run([promtool, "check", "metrics"], input=answer.content,
                             capture_output=True, timeout=30, check=False)  # fmt: skip
     assert (linted.returncode, linted.stdout + linted.stderr) == (0, b"")

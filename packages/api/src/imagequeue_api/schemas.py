@@ -160,6 +160,10 @@ class QueueStatsOut(msgspec.Struct, frozen=True, rename="camel"):
     total: int
     cancelled: int
     paused: bool
+    users_waiting: int
+    """Users with at least one waiting job (fair share takes turns between them)."""
+    users_active: int
+    """Users with at least one running job."""
     jobs_per_minute: float
     live_workers: int
     rate_limit_max: int

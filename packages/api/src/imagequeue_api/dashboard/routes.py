@@ -51,17 +51,20 @@ def admin_of(resources: Resources) -> QueueAdmin:
 @get("/", guards=[require_viewer])
 async def overview_page(request: Request[Any, Any, Any], resources: Res,
                         notice: FromQuery[str | None] = None) -> Response[str]:  # fmt: skip
-    """Counts, throughput, rate limit, workers, Redis, paused or running."""
-    data = await views.overview(admin_of(resources), fragment)
+    """Counts, throughput, rate limit, busiest users, workers, Redis, paused or running."""
+    viewer = _role(request) != "admin"
+    data = await views.overview(admin_of(resources), fragment, viewer=viewer)
     return render(request, "overview.html", nav="overview", overview=data, notice=notice,
-                  queue=resources.settings.queue_name)  # fmt: skip
+                  queue=resources.settings.queue_name, viewer=viewer)  # fmt: skip
 
 
 @get("/api/overview", guards=[require_viewer])
-async def overview_json(resources: Res) -> dict[str, Any]:
+async def overview_json(request: Request[Any, Any, Any], resources: Res) -> dict[str, Any]:
     """The overview's live numbers."""
-    data = await views.overview(admin_of(resources), fragment)
-    return {k: v for k, v in data.items() if k not in ("workers", "redis", "minutes_json")}
+    viewer = _role(request) != "admin"
+    data = await views.overview(admin_of(resources), fragment, viewer=viewer)
+    hidden = ("workers", "redis", "minutes_json", "users")
+    return {k: v for k, v in data.items() if k not in hidden}
 
 
 @get("/jobs", guards=[require_viewer])

@@ -32,14 +32,16 @@ def templates() -> Environment:
     return env
 
 
-async def overview(admin: QueueAdmin, render_html: Any) -> dict[str, Any]:
-    """Counts, throughput by minute, rate-limit use, workers, Redis health."""
+async def overview(admin: QueueAdmin, render_html: Any, *, viewer: bool) -> dict[str, Any]:
+    """Counts, throughput by minute, rate-limit use, the busiest users (their ids for
+    admins only), workers, Redis health."""
     ledger = admin.ledger
     stats = await ledger.stats()
     minutes = await admin.throughput_by_minute(60)
     rate = await admin.rate_usage()
     workers = await ledger.live_workers()
     redis = await admin.redis_health()
+    users = await ledger.busiest_users()
     recent = await ledger.throughput()
     counts = {s: getattr(stats, s) for s in STATES}
     minutes_builtins = msgspec.to_builtins(minutes)
@@ -55,6 +57,10 @@ async def overview(admin: QueueAdmin, render_html: Any) -> dict[str, Any]:
         "workers_html": render_html("_workers.html", workers=workers),
         "redis": redis,
         "redis_html": render_html("_redis.html", redis=redis),
+        "users_waiting": stats.users_waiting,
+        "users_active": stats.users_active,
+        "users": users,
+        "users_html": render_html("_users.html", users=users, viewer=viewer),
     }
 
 

@@ -66,6 +66,8 @@ async def queue_stats(caller: Caller, resources: Res) -> Envelope[QueueStatsOut]
             total=stats.total,
             cancelled=stats.cancelled,
             paused=stats.paused,
+            users_waiting=stats.users_waiting,
+            users_active=stats.users_active,
             jobs_per_minute=round(recent.per_minute, 1),
             live_workers=len(workers),
             rate_limit_max=settings.rate_limit_max,

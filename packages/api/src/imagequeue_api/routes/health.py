@@ -63,6 +63,10 @@ async def render_metrics(resources: Resources) -> str:
     lines = ["# HELP imagequeue_jobs Jobs in each state now.", "# TYPE imagequeue_jobs gauge"]
     for state in ("waiting", "active", "delayed", "completed", "failed", "cancelled"):
         lines.append(f'imagequeue_jobs{{state="{state}"}} {getattr(stats, state)}')
+    lines += ["# HELP imagequeue_users Users with waiting or running jobs now.",
+              "# TYPE imagequeue_users gauge",
+              f'imagequeue_users{{with_jobs="waiting"}} {stats.users_waiting}',
+              f'imagequeue_users{{with_jobs="active"}} {stats.users_active}']  # fmt: skip
     lines += ["# HELP imagequeue_job_events_total Job transitions since the queue began.",
               "# TYPE imagequeue_job_events_total counter"]  # fmt: skip
     for event in ("claimed", "completed", "failed", "retried", "stalled", "cancelled"):

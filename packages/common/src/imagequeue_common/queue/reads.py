@@ -58,6 +58,14 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     running: int = 0
 
 
+class UserLoad(msgspec.Struct, frozen=True):
+    """One user's jobs now."""
+
+    user: str
+    waiting: int
+    running: int
+
+
 class LedgerReads(LedgerBase):
     """Reads of one queue's jobs and counters."""
 
@@ -102,6 +110,26 @@ class LedgerReads(LedgerBase):
         """Jobs ahead of ``job_id`` in claim order, or None when it is not waiting."""
         rank = await self.client.zrank(self.keys.waiting, job_id)
         return None if rank is None else int(rank)  # type: ignore[arg-type]
+
+    async def busiest_users(self, limit: int = 10) -> list[UserLoad]:
+        """The users with the most waiting jobs and those with the most running ones (up to
+        ``limit`` of each, merged), most waiting first."""
+        k = self.keys
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrevrange(k.user_waiting, 0, limit - 1, withscores=True)
+            pipe.zrevrange(k.user_active, 0, limit - 1, withscores=True)
+            most_waiting, most_running = await pipe.execute()
+        users = list(dict.fromkeys(str(u) for u, _ in [*most_waiting, *most_running]))
+        async with self.client.pipeline(transaction=True) as pipe:
+            for user in users:
+                pipe.zscore(k.user_waiting, user)
+                pipe.zscore(k.user_active, user)
+            scores = await pipe.execute()
+        loads = [
+            UserLoad(user, int(w or 0), int(a or 0))
+            for user, w, a in zip(users, scores[0::2], scores[1::2], strict=True)
+        ]
+        return sorted(loads, key=lambda u: (-u.waiting, -u.running, u.user))
 
     async def upstream_counts(self) -> dict[str, int]:
         """AI request outcomes since the queue was created."""

@@ -52,6 +52,10 @@ function liveOverview(root) {
     if (workers) workers.innerHTML = data.workers_html;
     const redis = document.querySelector("#redis");
     if (redis) redis.innerHTML = data.redis_html;
+    const users = document.querySelector("#users");
+    if (users) users.innerHTML = data.users_html;
+    setText("#users-waiting", data.users_waiting);
+    setText("#users-active", data.users_active);
     if (chart) drawChart(chart, data.minutes);
   };
   if (chart && chart.dataset.minutes) drawChart(chart, JSON.parse(chart.dataset.minutes));
