@@ -19,7 +19,8 @@ NOOP_TASK = "imagequeue.noop"
 
 
 class Priority(enum.StrEnum):
-    """Job priority; strict order between them, FIFO inside one."""
+    """Job priority: strict order between them, or weighted turns (``PRIORITY_POLICY``);
+    fair share between users inside one (``queue.fairness``)."""
 
     HIGH = "high"
     NORMAL = "normal"
