@@ -54,7 +54,11 @@ async def test_unknown_priority_is_refused_by_the_helper(
     ("labels", "kwargs", "message"),
     [
         ({"priority": "urgent"}, {}, "unknown priority 'urgent'"),
-        ({"delay": -5}, {}, "must not be negative"),
+        ({"delay": -5}, {}, "delay must be 0 to 1000000000 seconds, got '-5'"),
+        ({"delay": "inf"}, {}, "delay must be 0 to 1000000000 seconds"),
+        ({"start_deadline": "soon"}, {}, "start_deadline must be a number of seconds"),
+        ({"start_deadline": -1}, {}, "start_deadline must be 0 to"),
+        ({"dedup_key": "k" * 65}, {}, "label dedup_key must be at most 64 characters"),
         ({"max_attempts": "many"}, {}, "must be a whole number"),
         ({}, {"value": object()}, "not JSON-serialisable"),
     ],

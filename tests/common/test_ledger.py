@@ -504,7 +504,7 @@ async def test_an_enqueue_sent_again_after_a_lost_reply_gets_the_first_answer(
     k = ledger.keys
     keys = [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users, k.active]
     args = [k.prefix, "once", "t", "{}", "normal", "u", 0, 4, 1000, 0, "", "nonce-1", "0", "1",
-            "s"]  # fmt: skip
+            "s", 0, "", 0]  # fmt: skip
     first = await ledger.scripts.call("enqueue", keys, args)
     again = await ledger.scripts.call("enqueue", keys, args)
     assert first == again == ["waiting", 0, 0]

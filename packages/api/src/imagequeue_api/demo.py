@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 _PRIORITIES = ("high", "normal", "normal", "low")
-_DONE = ("completed", "failed", "cancelled", "expired")
+_DONE = ("completed", "failed", "cancelled", "expired", "gone")
 _MAX_WAITS = 20
 """429s in a row on one request before the demo gives up on it."""
 

@@ -20,6 +20,7 @@ from litestar._openapi.plugin import OpenAPIPlugin  # the built document lives t
 from litestar.openapi import ResponseSpec
 
 from imagequeue_api.problems import PROBLEM_JSON, ProblemDoc
+from imagequeue_api.schemas import Envelope, GenerationOut
 
 WHY = {
     400: "The request is malformed; `errors` names each field.",
@@ -37,6 +38,15 @@ COMMON = (401, 429, 503)
 """What every ``/api/v1`` route may answer: its key, its rate, its dependencies."""
 BODY = (400, 413, 415)
 """What a route taking a JSON body may answer as well."""
+
+
+DUPLICATE = {
+    200: ResponseSpec(
+        Envelope[GenerationOut], generate_examples=False,
+        description="The job already waiting or running for this character and pose.",
+    )
+}  # fmt: skip
+"""``POST /api/v1/generations``'s answer when it de-duplicates."""
 
 
 def errors(*statuses: int) -> dict[int, ResponseSpec]:
@@ -57,6 +67,7 @@ LINKS: tuple[Link, ...] = tuple(
     (source, status, target, "job_id", value)
     for source, status, value in (
         ("POST /api/v1/generations", "202", "$response.body#/data/id"),
+        ("POST /api/v1/generations", "200", "$response.body#/data/id"),
         ("POST /api/v1/characters", "201", "$response.body#/data/imageJob/id"),
     )
     for target in (

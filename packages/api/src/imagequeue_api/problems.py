@@ -22,6 +22,7 @@ from imagequeue_common.errors import (
     JobNotFoundError,
     JobStateError,
     PoseNotFoundError,
+    QueueFullError,
     QueueUnavailableError,
     StoreUnavailableError,
     UserQuotaError,
@@ -66,6 +67,16 @@ class ProblemDoc(msgspec.Struct, frozen=True):
     instance: str
     errors: list[FieldError] = []
     """Present on validation problems: each field and what is wrong with it."""
+    predicted_wait_seconds: float | None = msgspec.field(default=None, name="predictedWaitSeconds")
+    """Present on a ``queue-wait`` refusal: how long a new job would wait to start."""
+    max_queue_wait_seconds: int | None = msgspec.field(default=None, name="maxQueueWaitSeconds")
+    """Present on a ``queue-wait`` refusal: the longest wait the queue admits."""
+    position: int | None = None
+    """Present on a ``queue-wait`` refusal: jobs that would be claimed before the new one."""
+    queued: int | None = None
+    """Present on a ``queue-full`` refusal: jobs waiting or delayed now."""
+    max_queue_length: int | None = msgspec.field(default=None, name="maxQueueLength")
+    """Present on a ``queue-full`` refusal: the most the queue holds."""
 
 
 class Problem(Exception):  # noqa: N818 - it is the problem itself, raised
@@ -79,6 +90,7 @@ class Problem(Exception):  # noqa: N818 - it is the problem itself, raised
         slug: str = "",
         headers: dict[str, str] | None = None,
         errors: list[dict[str, str]] | None = None,
+        extra: dict[str, object] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -86,6 +98,8 @@ class Problem(Exception):  # noqa: N818 - it is the problem itself, raised
         self.slug = slug or TITLES.get(status, "error").lower().replace(" ", "-")
         self.headers = headers or {}
         self.errors = errors
+        self.extra = extra or {}
+        """More members of the problem document (camelCase names, as ``ProblemDoc``'s)."""
 
 
 def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[bytes]:
@@ -99,6 +113,7 @@ def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Respo
     }
     if problem.errors:
         body["errors"] = problem.errors
+    body.update(problem.extra)
     return Response(
         msgspec.json.encode(body),
         status_code=problem.status,
@@ -163,6 +178,10 @@ def _domain(exc: Exception) -> Problem | None:
             slug="user-quota",
             headers={"Retry-After": "10"},
         )
+    if isinstance(exc, QueueFullError):  # a burst that passed the admission check at once
+        return Problem(429, f"The queue is full: at most {exc.limit} jobs wait; try again later.",
+                       slug="queue-full", headers={"Retry-After": "10"},
+                       extra={"maxQueueLength": exc.limit})  # fmt: skip
     if isinstance(exc, CharacterNotFoundError | JobNotFoundError):
         return Problem(404, str(exc))
     if isinstance(exc, PoseNotFoundError):

@@ -37,6 +37,8 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_VISIBL
 Trait = Annotated[str, msgspec.Meta(max_length=200, pattern=_LINE)]
 Description = Annotated[str, msgspec.Meta(max_length=2000, pattern=_LINES)]
 PriorityName = Literal["high", "normal", "low"]
+StartDeadline = Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)]
+"""Seconds a job may wait to start, else it expires (0: no deadline; at most a week)."""
 
 
 class Personality(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
@@ -56,6 +58,9 @@ class CreateCharacter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, r
     description: Description = ""
     priority: PriorityName | None = None
     """Ask for a lower priority than your tier gives (never a higher one)."""
+    start_deadline_seconds: StartDeadline | None = None
+    """Start within this many seconds or not at all (the job ends ``expired``); 0: no
+    deadline; absent: the server's default for the priority (``START_DEADLINE_S``)."""
 
 
 class ImageJob(msgspec.Struct, frozen=True, rename="camel"):
@@ -63,6 +68,8 @@ class ImageJob(msgspec.Struct, frozen=True, rename="camel"):
 
     id: str
     status: str
+    """The job's state; ``gone`` once a finished job was cleaned after retention (the
+    character's images say whether it made one), ``disabled`` when generation is off."""
     position: int | None = None
     eta_seconds: float | None = None
 
@@ -109,6 +116,11 @@ class CreateGeneration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     character_id: Id
     pose_id: Id | None = None
     priority: PriorityName | None = None
+    start_deadline_seconds: StartDeadline | None = None
+    """As for ``POST /api/v1/characters``."""
+    deduplicate: bool = True
+    """While an image of this character in this pose is waiting or running, answer that
+    job (200) instead of queueing another; false: always queue a new one (202)."""
 
 
 class GenerationOut(msgspec.Struct, frozen=True, rename="camel"):
@@ -129,6 +141,8 @@ class GenerationOut(msgspec.Struct, frozen=True, rename="camel"):
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    start_by: float | None = None
+    """Its deadline to start (Unix seconds): still waiting then, it ends ``expired``."""
 
 
 class ProgressOut(msgspec.Struct, frozen=True):
@@ -159,6 +173,8 @@ class QueueStatsOut(msgspec.Struct, frozen=True, rename="camel"):
     delayed: int
     total: int
     cancelled: int
+    expired: int
+    """Jobs that did not start before their deadline (they never ran)."""
     paused: bool
     users_waiting: int
     """Users with at least one waiting job (fair share takes turns between them)."""

@@ -32,6 +32,7 @@ async def generation_view(ledger: JobLedger, job: Job, rates_cache: RatesCache) 
         created_at=job.created_at / 1000,
         started_at=job.started_at / 1000 if job.started_at else None,
         finished_at=job.finished_at / 1000 if job.finished_at else None,
+        start_by=job.start_by / 1000 if job.start_by else None,
     )
 
 
@@ -47,7 +48,7 @@ async def character_view(
             image_job = ImageJob(job.id, job.state, job.position, job.eta_seconds)
         except JobNotFoundError:  # cleaned after retention: its outcome is on the character
             done = bool(character.display_image_urls)
-            image_job = ImageJob(character.image_job_id, "completed" if done else "expired")
+            image_job = ImageJob(character.image_job_id, "completed" if done else "gone")
     return _character_out(character, image_job)
 
 

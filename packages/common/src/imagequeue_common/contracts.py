@@ -47,12 +47,14 @@ class JobState(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    """Not started before its deadline to start (``start_deadline``): it never ran."""
 
     @property
     def is_final(self) -> bool:
-        """Completed, failed (dead-lettered) or cancelled: the job will not run again
-        unless someone sends it back."""
-        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+        """Completed, failed (dead-lettered), cancelled or expired: the job will not run
+        again unless someone sends it back."""
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED)
 
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -106,7 +108,8 @@ class GenerateImageResult(msgspec.Struct, frozen=True):
 
 
 class QueueStats(msgspec.Struct, frozen=True):
-    """The seed's ``getQueueStats()`` shape; ``total`` leaves out cancelled jobs."""
+    """The seed's ``getQueueStats()`` shape; ``total`` leaves out cancelled and expired
+    jobs (neither ran)."""
 
     waiting: int
     active: int
@@ -120,3 +123,5 @@ class QueueStats(msgspec.Struct, frozen=True):
     """Users with at least one waiting job."""
     users_active: int = 0
     """Users with at least one running job."""
+    expired: int = 0
+    """Jobs that did not start before their deadline."""

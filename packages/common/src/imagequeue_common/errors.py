@@ -64,6 +64,14 @@ class UserQuotaError(ImageQueueError):
         self.limit = limit
 
 
+class QueueFullError(ImageQueueError):
+    """``MAX_QUEUE_LENGTH`` jobs wait already; nothing was queued."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the queue is full: {limit} jobs are waiting")
+        self.limit = limit
+
+
 class QueueUnavailableError(ImageQueueError):
     """Redis did not answer; the operation may be tried again later."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -32,16 +33,25 @@ async def add_image_generation_job(
     *,
     quality: str | None = None,
     job_id: str | None = None,
+    start_deadline_s: float | None = None,
+    deduplicate: bool = True,
 ) -> str:
     """Queue one image for ``character`` in ``pose``; returns the job id.
 
-    Raises :class:`InvalidJobError` for a bad priority or payload (nothing is queued),
-    :class:`DuplicateJobError` when ``job_id`` is taken, and
+    While an image of the same character and pose is still waiting, delayed or running,
+    that job's id is returned and nothing is queued, unless ``deduplicate`` is false. A job
+    not started within ``start_deadline_s`` seconds (None: ``START_DEADLINE_S`` of its
+    priority; 0: no deadline) expires without running.
+
+    Raises :class:`InvalidJobError` for a bad priority, deadline or payload (nothing is
+    queued), :class:`DuplicateJobError` when ``job_id`` is taken, :class:`UserQuotaError`
+    and :class:`QueueFullError` when the user or the queue has no room, and
     :class:`GenerationDisabledError` when ``AI_GENERATION_ENABLED`` is false.
     """
     queued = await queue_image_generation(
-        broker, character, pose, user_id, priority, quality=quality, job_id=job_id
-    )
+        broker, character, pose, user_id, priority, quality=quality, job_id=job_id,
+        start_deadline_s=start_deadline_s, deduplicate=deduplicate,
+    )  # fmt: skip
     return queued.job_id
 
 
@@ -54,9 +64,12 @@ async def queue_image_generation(
     *,
     quality: str | None = None,
     job_id: str | None = None,
+    start_deadline_s: float | None = None,
+    deduplicate: bool = True,
 ) -> Enqueued:
     """:func:`add_image_generation_job`, answering with the job's state and place in the
-    queue as well (read in the same Redis call)."""
+    queue as well (read in the same Redis call); ``duplicate`` when it is the job already
+    queued for the same character and pose."""
     if not broker.settings.ai_generation_enabled:
         raise GenerationDisabledError
     try:
@@ -74,10 +87,19 @@ async def queue_image_generation(
         msgspec.convert(payload, GenerateImagePayload)  # the struct's constraints
     except (ValueError, msgspec.ValidationError) as exc:
         raise InvalidJobError(str(exc)) from None
+    if start_deadline_s is None:
+        start_deadline_s = broker.settings.start_deadline_ms(level.value) / 1000
     job_id = job_id or new_job_id(character.id)
     labels = {"priority": level.value, "user_id": user_id, "ref": character.id,
-              **ENGINE_LABELS}  # fmt: skip
+              "start_deadline": str(start_deadline_s), **ENGINE_LABELS}  # fmt: skip
+    if deduplicate:
+        labels["dedup_key"] = dedup_key(user_id, character.id, pose.id)
     queued = await broker.submit(GENERATE_IMAGE_TASK, job_id, [payload], labels)
+    if queued.duplicate:
+        log.info("Image job %s of character %s in pose %s is already queued",
+                 queued.job_id, character.name, pose.name,
+                 extra={"job_id": queued.job_id, "character_id": character.id})  # fmt: skip
+        return queued
     # Names, not prompts: the character's description and traits stay out of logs.
     log.info(
         "Added image generation job %s to queue (priority: %s)\n   Character: %s, Pose: %s",
@@ -85,6 +107,13 @@ async def queue_image_generation(
         extra={"job_id": job_id, "character_id": character.id, "pose_id": pose.id},
     )  # fmt: skip
     return queued
+
+
+def dedup_key(user_id: str, character_id: str, pose_id: str) -> str:
+    """The key under which one user's image of a character in a pose is queued once at a
+    time: a digest, so that any ids fit the 64 characters of a label."""
+    text = "\x00".join((user_id, character_id, pose_id))
+    return "img:" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def new_job_id(character_id: str = "") -> str:

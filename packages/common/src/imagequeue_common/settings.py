@@ -13,10 +13,16 @@ from typing import Annotated, Literal, get_type_hints
 import msgspec
 import msgspec.inspect as mi
 
-from imagequeue_common.cluster import is_cluster_url, parse_cluster_url
+from imagequeue_common.cluster import is_cluster_url
 from imagequeue_common.errors import SettingsError
-from imagequeue_common.queue.fairness import DEFAULT_WEIGHTS, policy_arg
-from imagequeue_common.sentinel import is_sentinel_url, parse_sentinel_url
+from imagequeue_common.queue.fairness import (
+    DEFAULT_WEIGHTS,
+    NO_DEADLINES,
+    parse_deadlines,
+    policy_arg,
+)
+from imagequeue_common.sentinel import is_sentinel_url
+from imagequeue_common.settings_redis import redis_url_from
 from imagequeue_common.settings_rules import csv_list, first_broken
 from imagequeue_common.settings_spec import Spec, spec_of
 
@@ -91,6 +97,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ``weighted``: every priority gets turns in proportion to ``PRIORITY_WEIGHTS``."""
     priority_weights: NonEmpty = DEFAULT_WEIGHTS
     """``weighted``: each priority's share of the turns (``high=4,normal=2,low=1``)."""
+    start_deadline_s: NonEmpty = NO_DEADLINES
+    """An image job's deadline to start by its priority (a request may set its own), in
+    seconds, 0: none; not started by then, it expires. None by default: queued means run."""
+    max_queue_length: Annotated[int, _at_least(0, "0: no limit")] = 100_000
+    """New jobs are refused (429) while this many wait or are delayed: about 100 MB of
+    Redis, hours of work at the seed's 10/s; no flood of quota-keeping users reaches it."""
+    max_queue_wait_s: Annotated[int, _at_least(0, "0: no limit")] = 0
+    """New image jobs are refused (429) when their predicted wait is longer; 0: off (the
+    seed queues every request; set it from what your users will wait)."""
 
     job_retries: Annotated[int, _from_to(0, 100)] = 3
     """Retries after the first run: 3 means 4 runs in all."""
@@ -200,6 +215,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """The waiting order's policy as the Lua scripts take it (``queue.fairness``)."""
         return policy_arg(self.priority_policy, self.priority_weights)
 
+    def start_deadline_ms(self, priority: str) -> int:
+        """``START_DEADLINE_S`` of ``priority`` (``high``, ``normal``, ``low``) in ms; 0: none."""
+        return (parse_deadlines(self.start_deadline_s) or {}).get(priority, 0) * 1000
+
     @property
     def result_url_private_hosts(self) -> tuple[str, ...]:
         """The entries of ``AI_RESULT_URL_PRIVATE_HOSTS``."""
@@ -245,40 +264,15 @@ def redact_url(url: str) -> str:
 _SPECS: tuple[Spec, ...] = tuple(
     spec_of(f, get_type_hints(Settings))
     for f in mi.type_info(Settings).fields  # type: ignore[attr-defined]
-    if f.name != "redis_url"  # REDIS_URL, else REDIS_HOST/REDIS_PORT: see _redis_url
+    if f.name != "redis_url"  # REDIS_URL, else REDIS_HOST/REDIS_PORT: settings_redis
 )
 ENV_NAMES: tuple[str, ...] = ("REDIS_URL", *(spec.env for spec in _SPECS))
 """Every variable the settings read (with ``REDIS_HOST`` and ``REDIS_PORT``)."""
 
 
-def _redis_url(environ: Mapping[str, str]) -> str | None:
-    url = environ.get("REDIS_URL", "").strip()
-    if url:
-        if is_sentinel_url(url):
-            parse_sentinel_url(url)  # a SettingsError that says what is wrong
-            return url
-        if is_cluster_url(url):
-            parse_cluster_url(url)
-            return url
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(
-                "REDIS_URL must start with redis://, rediss://, unix://, redis+sentinel:// or "
-                f"redis+cluster://, got {url!r}"
-            )
-        return url
-    host = environ.get("REDIS_HOST", "").strip()
-    if not host:
-        return None
-    port_spec = Spec("redis_port", "REDIS_PORT", "int", ge=1, le=65535)
-    port = port_spec.parse(environ.get("REDIS_PORT", "6379"))
-    if (problem := port_spec.problem(port)) is not None:
-        raise SettingsError(f"REDIS_PORT {problem}")
-    return f"redis://{host}:{port}/0"
-
-
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from environment variables (unset ones keep defaults)."""
-    values: dict[str, object] = {"redis_url": _redis_url(environ)}
+    values: dict[str, object] = {"redis_url": redis_url_from(environ)}
     for spec in _SPECS:
         raw = environ.get(spec.env)
         if raw is not None and raw.strip() != "":

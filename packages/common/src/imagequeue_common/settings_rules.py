@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-from imagequeue_common.queue.fairness import parse_weights
+from imagequeue_common.queue.fairness import parse_deadlines, parse_weights
 
 if TYPE_CHECKING:
     from imagequeue_common.settings import Settings
@@ -60,6 +60,12 @@ def first_broken(s: Settings) -> str | None:
             "PRIORITY_WEIGHTS must name high, normal and low once each with a whole weight "
             f"from 1 to 100, like 'high=4,normal=2,low=1', got {s.priority_weights!r}",
             parse_weights(s.priority_weights) is not None,
+        ),
+        (
+            "START_DEADLINE_S must name high, normal and low once each with whole seconds "
+            f"from 0 (none) to 604800 (a week), like 'high=0,normal=0,low=600', got "
+            f"{s.start_deadline_s!r}",
+            parse_deadlines(s.start_deadline_s) is not None,
         ),
         (
             "QUEUE_NAME must be 1-64 characters of letters, digits, '-', '_' or '.'",

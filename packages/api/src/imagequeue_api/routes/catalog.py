@@ -65,6 +65,7 @@ async def queue_stats(caller: Caller, resources: Res) -> Envelope[QueueStatsOut]
             delayed=stats.delayed,
             total=stats.total,
             cancelled=stats.cancelled,
+            expired=stats.expired,
             paused=stats.paused,
             users_waiting=stats.users_waiting,
             users_active=stats.users_active,

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
+from imagequeue_api.admission import admit
 from imagequeue_api.auth import Caller, allowed_priority
 from imagequeue_api.bodies import json_body
 from imagequeue_api.openapi_doc import BODY, errors
@@ -106,6 +107,8 @@ async def create_character(
     enabled = resources.settings.ai_generation_enabled
     personality = msgspec.to_builtins(data.personality)
     job_id = new_job_id() if enabled else None
+    if enabled:
+        await admit(resources, caller.user_id, priority)  # before anything is stored
     character = await store.create_character(
         NewCharacter(user_id=caller.user_id, name=data.name.strip(), pose_id=pose.id,
                      description=data.description, personality=personality,
@@ -118,6 +121,7 @@ async def create_character(
         queued = await queue_image_generation(
             broker, CharacterRef(id=character.id, name=character.name[:120]),
             PoseRef(id=pose.id, name=pose.name), caller.user_id, priority, job_id=job_id,
+            start_deadline_s=data.start_deadline_seconds,
         )  # fmt: skip
     except BaseException:
         # No character without its job: take it back (best effort if the store is down too).

@@ -11,9 +11,10 @@ from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
 from imagequeue_api import sse
+from imagequeue_api.admission import admit
 from imagequeue_api.auth import Caller, allowed_priority, provide_events_caller
 from imagequeue_api.bodies import json_body
-from imagequeue_api.openapi_doc import BODY, errors
+from imagequeue_api.openapi_doc import BODY, DUPLICATE, errors
 from imagequeue_api.problems import Problem
 from imagequeue_api.replies import IdempotencyKey, idempotent, reply
 from imagequeue_api.resources import Res, Resources
@@ -28,7 +29,7 @@ from imagequeue_api.schemas import (
 from imagequeue_api.views import generation_view
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import JobNotFoundError
-from imagequeue_common.generation import add_image_generation_job
+from imagequeue_common.generation import dedup_key, queue_image_generation
 from imagequeue_common.queue.jobs import Job
 
 
@@ -52,16 +53,19 @@ class GenerationController(Controller):
     tags = ["generations"]  # noqa: RUF012 - Litestar reads it as a class attribute
 
     @post(before_request=json_body(CreateGeneration), status_code=202,
-          responses=errors(*BODY, 403, 404, 409, 422))  # fmt: skip
+          responses={**errors(*BODY, 403, 404, 409, 422), **DUPLICATE})  # fmt: skip
     async def create(
         self, data: JSONBody[CreateGeneration], request: Request[Any, Any, Any], caller: Caller,
         resources: Res, idempotency_key: IdempotencyKey = None,
     ) -> Envelope[GenerationOut]:  # fmt: skip
-        """Queue one more image of one of the caller's characters."""
+        """Queue one more image of one of the caller's characters (202). While an image of
+        it in the same pose is waiting or running, that job is the answer (200), unless
+        ``deduplicate`` is false."""
         del idempotency_key  # read by idempotent(); declared so the schema shows it
 
         async def work() -> Response[bytes]:
-            return reply(202, Envelope(await queue_generation(resources, caller, data)))
+            view, duplicate = await queue_generation(resources, caller, data)
+            return reply(200 if duplicate else 202, Envelope(view))
 
         return await idempotent(request, caller, resources, work)  # type: ignore[return-value]
 
@@ -131,17 +135,22 @@ async def cancel_job(resources: Resources, caller: Caller, job_id: str) -> Gener
 
 async def queue_generation(
     resources: Resources, caller: Caller, data: CreateGeneration
-) -> GenerationOut:
-    """Queue an image of ``data.character_id`` (in its own pose unless another is given)."""
+) -> tuple[GenerationOut, bool]:
+    """Queue an image of ``data.character_id`` (in its own pose unless another is given);
+    the job, and whether it was the one already queued for that character and pose."""
     character = await own_character(resources, caller, data.character_id)
     pose = await resources.poses.get(data.pose_id or character.pose_id)
     priority = allowed_priority(caller, data.priority)
     broker = resources.broker
-    job_id = await add_image_generation_job(
+    if broker.settings.ai_generation_enabled:
+        key = dedup_key(caller.user_id, character.id, pose.id) if data.deduplicate else ""
+        await admit(resources, caller.user_id, priority, key)
+    queued = await queue_image_generation(
         broker, CharacterRef(id=character.id, name=character.name[:120]),
         PoseRef(id=pose.id, name=pose.name), caller.user_id, priority,
+        start_deadline_s=data.start_deadline_seconds, deduplicate=data.deduplicate,
     )  # fmt: skip
-    await resources.store.set_image_job(character.id, job_id)
-    return await generation_view(
-        broker.ledger, await broker.ledger.get_job(job_id), resources.rates
-    )
+    if not queued.duplicate:
+        await resources.store.set_image_job(character.id, queued.job_id)
+    job = await broker.ledger.get_job(queued.job_id)
+    return await generation_view(broker.ledger, job, resources.rates), queued.duplicate

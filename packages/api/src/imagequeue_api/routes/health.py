@@ -61,7 +61,7 @@ async def render_metrics(resources: Resources) -> str:
     stats, counters = await ledger.stats(), await ledger.metrics()
     upstream, workers = await ledger.upstream_counts(), await ledger.live_workers()
     lines = ["# HELP imagequeue_jobs Jobs in each state now.", "# TYPE imagequeue_jobs gauge"]
-    for state in ("waiting", "active", "delayed", "completed", "failed", "cancelled"):
+    for state in ("waiting", "active", "delayed", "completed", "failed", "cancelled", "expired"):
         lines.append(f'imagequeue_jobs{{state="{state}"}} {getattr(stats, state)}')
     lines += ["# HELP imagequeue_users Users with waiting or running jobs now.",
               "# TYPE imagequeue_users gauge",
@@ -69,8 +69,16 @@ async def render_metrics(resources: Resources) -> str:
               f'imagequeue_users{{with_jobs="active"}} {stats.users_active}']  # fmt: skip
     lines += ["# HELP imagequeue_job_events_total Job transitions since the queue began.",
               "# TYPE imagequeue_job_events_total counter"]  # fmt: skip
-    for event in ("claimed", "completed", "failed", "retried", "stalled", "cancelled"):
+    for event in ("claimed", "completed", "failed", "retried", "stalled", "cancelled",
+                  "expired"):  # fmt: skip
         lines.append(f'imagequeue_job_events_total{{event="{event}"}} {getattr(counters, event)}')
+    lines += ["# HELP imagequeue_admission_refusals_total New jobs refused with 429 by "
+              "MAX_QUEUE_LENGTH or MAX_QUEUE_WAIT_S.",
+              "# TYPE imagequeue_admission_refusals_total counter",
+              f'imagequeue_admission_refusals_total{{reason="queue_length"}} '
+              f"{counters.refused_length}",
+              f'imagequeue_admission_refusals_total{{reason="predicted_wait"}} '
+              f"{counters.refused_wait}"]  # fmt: skip
     lines += [
         "# HELP imagequeue_job_run_seconds Run time of completed jobs.",
         "# TYPE imagequeue_job_run_seconds summary",

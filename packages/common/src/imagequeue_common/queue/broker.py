@@ -180,7 +180,8 @@ class EngineBroker(AsyncBroker):
                 user_id=options.user_id, delay_ms=options.delay_ms,
                 max_attempts=options.max_attempts, user_quota=self.settings.user_max_pending,
                 ref=options.ref, replace_finished=replace_finished,
-                rate_limited=options.rate_limited,
+                rate_limited=options.rate_limited, start_deadline_ms=options.start_deadline_ms,
+                dedup_key=options.dedup_key, max_queued=self.settings.max_queue_length,
             )  # fmt: skip
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc

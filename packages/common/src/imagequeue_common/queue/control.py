@@ -20,6 +20,7 @@ class CleanReport(msgspec.Struct, frozen=True):
     completed: int
     failed: int
     cancelled: int
+    expired: int
 
 
 class LedgerControl(LedgerBase):
@@ -67,7 +68,8 @@ class LedgerControl(LedgerBase):
     async def clean(
         self, *, keep_completed_ms: int | None = None, keep_failed_ms: int | None = None
     ) -> CleanReport:
-        """Delete completed/cancelled and failed jobs past retention (settings by default)."""
+        """Delete completed, cancelled and expired jobs, and failed ones, past retention
+        (settings by default)."""
         s, k = self.settings, self.keys
         keep_completed = s.keep_completed_ms if keep_completed_ms is None else keep_completed_ms
         keep_failed = s.keep_failed_ms if keep_failed_ms is None else keep_failed_ms
@@ -78,11 +80,11 @@ class LedgerControl(LedgerBase):
             min(keep_completed, _MAX_KEEP_MS),
             min(keep_failed, _MAX_KEEP_MS),
         )
-        totals = [0, 0, 0]
+        totals = [0, 0, 0, 0]
         while True:
             removed = await self._scripts.call(
                 "clean",
-                [k.completed, k.failed, k.cancelled, k.events, k.workers],
+                [k.completed, k.failed, k.cancelled, k.expired, k.events, k.workers],
                 [k.prefix, keep_completed, keep_failed, keep_completed, _BATCH],
             )
             totals = [t + int(r) for t, r in zip(totals, removed, strict=True)]

@@ -21,21 +21,37 @@ UNIT = 240
 """The increment of a job of weight 1 (weight ``w``: ``UNIT / w``)."""
 
 
-def parse_weights(text: str) -> dict[str, int] | None:
-    """``high=4,normal=2,low=1`` as a mapping (each priority once, weights 1-100), or
-    None when ``text`` is not that."""
-    weights: dict[str, int] = {}
+NO_DEADLINES = "high=0,normal=0,low=0"
+MAX_DEADLINE_S = 7 * 86400
+"""The longest deadline to start a setting or a request may give: a week."""
+
+
+def per_priority(text: str, low: int, high: int) -> dict[str, int] | None:
+    """``high=4,normal=2,low=1`` as a mapping (each priority once, each value a whole number
+    from ``low`` to ``high``), or None when ``text`` is not that."""
+    values: dict[str, int] = {}
     for part in text.split(","):
-        name, sep, value = part.partition("=")
+        name, sep, raw = part.partition("=")
         priority = name.strip()
         try:
-            weight = int(value.strip())
+            value = int(raw.strip())
         except ValueError:
             return None
-        if not sep or priority not in PRIORITIES or priority in weights or not 1 <= weight <= 100:
+        if not sep or priority not in PRIORITIES or priority in values or not low <= value <= high:
             return None
-        weights[priority] = weight
-    return weights if len(weights) == len(PRIORITIES) else None
+        values[priority] = value
+    return values if len(values) == len(PRIORITIES) else None
+
+
+def parse_weights(text: str) -> dict[str, int] | None:
+    """``PRIORITY_WEIGHTS``: each priority's weight, 1-100 (None when malformed)."""
+    return per_priority(text, 1, 100)
+
+
+def parse_deadlines(text: str) -> dict[str, int] | None:
+    """``START_DEADLINE_S``: each priority's default seconds to start, 0 (none) to a week
+    (None when malformed)."""
+    return per_priority(text, 0, MAX_DEADLINE_S)
 
 
 def policy_arg(policy: str, weights: str) -> str:

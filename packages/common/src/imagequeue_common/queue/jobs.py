@@ -36,6 +36,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     cancel_requested: bool = False
     ref: str = ""
     """What the job is for, as the producer labelled it (the api: the character id)."""
+    start_by: int | None = None
+    """Its deadline to start: still waiting then, it expires."""
 
     @classmethod
     def from_hash(cls, job_id: str, fields: dict[str, str], payload: str) -> Job:
@@ -67,6 +69,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
             worker=fields.get("worker"),
             cancel_requested=fields.get("cancel") == "1",
             ref=fields.get("ref", ""),
+            start_by=opt_int("start_by"),
         )
 
 
@@ -104,3 +107,4 @@ class EnqueueRefusal(enum.IntEnum):
 
     EXISTS = 0
     OVER_QUOTA = -1
+    QUEUE_FULL = -2

@@ -22,6 +22,12 @@ class QueueKeys(NamedTuple):
     completed: str
     failed: str
     cancelled: str
+    expired: str
+    """Jobs that did not start before their deadline (score = when they expired)."""
+    deadlines: str
+    """Waiting and delayed jobs with a deadline to start (score = that deadline, ms)."""
+    dedup: str
+    """De-duplication key → its unfinished job's id (a hash)."""
     limiter: str
     upstream: str
     meta: str
@@ -59,6 +65,9 @@ class QueueKeys(NamedTuple):
             completed=p + "completed",
             failed=p + "failed",
             cancelled=p + "cancelled",
+            expired=p + "expired",
+            deadlines=p + "deadlines",
+            dedup=p + "dedup",
             limiter=p + "limiter",
             upstream=p + "upstream",
             meta=p + "meta",
@@ -142,5 +151,6 @@ class QueueKeys(NamedTuple):
         sets = {
             "waiting": self.waiting, "active": self.active, "delayed": self.delayed,
             "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
+            "expired": self.expired,
         }  # fmt: skip
         return sets[state]

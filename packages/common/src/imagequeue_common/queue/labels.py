@@ -1,5 +1,5 @@
-"""A job's taskiq labels (delay, user_id, ref, retries, max_attempts, rate_limited), checked
-and converted."""
+"""A job's taskiq labels (delay, start_deadline, dedup_key, user_id, ref, retries,
+max_attempts, rate_limited), checked and converted."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ import msgspec
 from imagequeue_common.contracts import Priority
 from imagequeue_common.errors import InvalidJobError
 
+MAX_SECONDS = 10**9
+"""The longest delay or deadline a label may give (about 31 years)."""
 
-def delay_ms(raw: object) -> int:
-    """The ``delay`` label (seconds, may be fractional) in ms; 0 when absent."""
+
+def delay_ms(raw: object, name: str = "delay") -> int:
+    """The ``delay`` label (seconds, may be fractional; or another label of seconds, such as
+    ``start_deadline``) in ms; 0 when absent."""
     if raw is None or raw == "":
         return 0
     try:
         seconds = float(str(raw))
     except ValueError:
-        raise InvalidJobError(f"delay must be a number of seconds, got {raw!r}") from None
-    if seconds < 0 or seconds != seconds:  # noqa: PLR0124  (NaN check)
-        raise InvalidJobError(f"delay must not be negative, got {raw!r}")
+        raise InvalidJobError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= seconds <= MAX_SECONDS:  # NaN fails both comparisons
+        raise InvalidJobError(f"{name} must be 0 to {MAX_SECONDS} seconds, got {raw!r}")
     return round(seconds * 1000)
 
 
@@ -96,6 +100,10 @@ class JobOptions(msgspec.Struct, frozen=True):
     max_attempts: int
     ref: str
     rate_limited: bool
+    start_deadline_ms: int = 0
+    """Not started within this many ms, the job expires (0: no deadline)."""
+    dedup_key: str = ""
+    """While a job of this key is unfinished, another is not queued (it is answered)."""
 
 
 def job_options(labels: dict[str, Any], job_retries: int) -> JobOptions:
@@ -112,4 +120,6 @@ def job_options(labels: dict[str, Any], job_retries: int) -> JobOptions:
         max_attempts=max_attempts(labels, job_retries),
         ref=label_str(labels, "ref"),
         rate_limited=label_bool(labels, RATE_LIMITED),
+        start_deadline_ms=delay_ms(labels.get("start_deadline"), "start_deadline"),
+        dedup_key=label_str(labels, "dedup_key"),
     )

@@ -19,6 +19,7 @@ from imagequeue_common.contracts import JobState, Priority
 from imagequeue_common.errors import (
     DuplicateJobError,
     InvalidJobError,
+    QueueFullError,
     UserQuotaError,
 )
 from imagequeue_common.queue.control import LedgerControl
@@ -58,6 +59,8 @@ class Enqueued(msgspec.Struct, frozen=True):
     active: int | None = None
     """Jobs running when it was added (read in the same atomic call)."""
     priority: Priority = Priority.NORMAL
+    duplicate: bool = False
+    """The job was already queued under the same de-duplication key: this is that job."""
 
 
 class JobLedger(LedgerReads, LedgerControl):
@@ -78,16 +81,22 @@ class JobLedger(LedgerReads, LedgerControl):
         ref: str = "",
         replace_finished: bool = False,
         rate_limited: bool = True,
+        start_deadline_ms: int = 0,
+        dedup_key: str = "",
+        max_queued: int = 0,
     ) -> Enqueued:
         """Add a job; raises :class:`DuplicateJobError` if the id exists (with
         ``replace_finished``: unless its job has finished, which then starts afresh) and
         :class:`UserQuotaError` when ``user_id`` already has ``user_quota`` unfinished jobs
         (0: no quota); nothing changes in either case. ``user_id`` and ``ref`` (what the job
         is for) are indexed for search. A job that is not ``rate_limited`` starts without
-        counting against ``RATE_LIMIT_MAX``. The answer carries the job's place in the
-        queue, read in the same atomic call."""
-        if delay_ms < 0:
-            raise InvalidJobError(f"delay must not be negative, got {delay_ms} ms")
+        counting against ``RATE_LIMIT_MAX``. One not started within ``start_deadline_ms``
+        (0: no deadline) expires. While a job of ``dedup_key`` is unfinished, the answer is
+        that job (``duplicate``) and nothing is added. :class:`QueueFullError` when
+        ``max_queued`` jobs (0: any number) wait or are delayed. The answer carries the
+        job's place in the queue, read in the same atomic call."""
+        if delay_ms < 0 or start_deadline_ms < 0:
+            raise InvalidJobError("delay and deadline must not be negative")
         attempts = self.settings.job_retries + 1 if max_attempts is None else max_attempts
         if attempts < 1:
             raise InvalidJobError(f"max attempts must be at least 1, got {attempts}")
@@ -99,15 +108,18 @@ class JobLedger(LedgerReads, LedgerControl):
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16],
              "1" if replace_finished else "0", "1" if rate_limited else "0",
-             self.settings.fairness],
+             self.settings.fairness, start_deadline_ms, dedup_key, max_queued],
         )  # fmt: skip
         if reply == EnqueueRefusal.EXISTS:
             raise DuplicateJobError(job_id)
         if reply == EnqueueRefusal.OVER_QUOTA:
             raise UserQuotaError(user_id, user_quota)
-        state, rank, active = reply
+        if reply == EnqueueRefusal.QUEUE_FULL:
+            raise QueueFullError(max_queued)
+        state, rank, active, *other = reply
         position = None if rank < 0 else int(rank)
-        return Enqueued(job_id, JobState(state), position, int(active), priority)
+        found = str(other[0]) if other else job_id
+        return Enqueued(found, JobState(state), position, int(active), priority, bool(other))
 
     async def claim(
         self, worker_id: str, want: int, finished: Sequence[FinishOp] = ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from imagequeue_common.contracts import QueueStats
+from imagequeue_common.contracts import Priority, QueueStats
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger_base import LedgerBase
@@ -20,10 +20,27 @@ class LedgerMetrics(msgspec.Struct, frozen=True):
     retried: int = 0
     stalled: int = 0
     cancelled: int = 0
+    expired: int = 0
     rate_limited: int = 0
+    refused_length: int = 0
+    """New jobs refused because ``MAX_QUEUE_LENGTH`` jobs waited (admission control)."""
+    refused_wait: int = 0
+    """New jobs refused because their predicted wait was over ``MAX_QUEUE_WAIT_S``."""
     upstream_waits: int = 0
     """AI requests that had to wait for the rate limit after their job was claimed."""
     run_ms_completed: int = 0
+
+
+class Prediction(msgspec.Struct, frozen=True):
+    """Where a job would stand if it were enqueued now (:meth:`LedgerReads.predict`)."""
+
+    position: int
+    """Jobs that would be claimed before it (as ``Enqueued.position`` would say)."""
+    active: int
+    queued: int
+    """Jobs waiting or delayed (what ``MAX_QUEUE_LENGTH`` bounds)."""
+    duplicate_of: str = ""
+    """The unfinished job already queued under the same de-duplication key, if any."""
 
 
 class Throughput(msgspec.Struct, frozen=True):
@@ -77,16 +94,16 @@ class LedgerReads(LedgerBase):
     async def stats(self) -> QueueStats:
         """Exact counts per state, from one atomic snapshot (O(1))."""
         k = self.keys
-        w, a, c, f, d, x, paused, uw, ua = await self._scripts.call(
+        w, a, c, f, d, x, paused, uw, ua, e = await self._scripts.call(
             "stats",
             [k.waiting, k.active, k.completed, k.failed, k.delayed, k.cancelled, k.meta,
-             k.user_waiting, k.user_active],
+             k.user_waiting, k.user_active, k.expired],
             [],
         )  # fmt: skip
         return QueueStats(
             waiting=w, active=a, completed=c, failed=f, delayed=d,
             total=w + a + c + f + d, cancelled=x, paused=bool(paused),
-            users_waiting=uw, users_active=ua,
+            users_waiting=uw, users_active=ua, expired=e,
         )  # fmt: skip
 
     async def get_job(self, job_id: str) -> Job:
@@ -110,6 +127,15 @@ class LedgerReads(LedgerBase):
         """Jobs ahead of ``job_id`` in claim order, or None when it is not waiting."""
         rank = await self.client.zrank(self.keys.waiting, job_id)
         return None if rank is None else int(rank)  # type: ignore[arg-type]
+
+    async def predict(self, user_id: str, priority: Priority, dedup_key: str = "") -> Prediction:
+        """Where a new job of ``user_id`` at ``priority`` would stand if enqueued now."""
+        k = self.keys
+        ahead, active, queued, dup = await self._scripts.call(
+            "predict", [k.waiting, k.delayed, k.active, k.meta],
+            [k.prefix, priority.value, user_id, self.settings.fairness, dedup_key],
+        )  # fmt: skip
+        return Prediction(int(ahead), int(active), int(queued), str(dup))
 
     async def busiest_users(self, limit: int = 10) -> list[UserLoad]:
         """The users with the most waiting jobs and those with the most running ones (up to

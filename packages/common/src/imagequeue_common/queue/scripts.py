@@ -41,7 +41,7 @@ class ReplicaAckError(RedisError):
 SCRIPT_NAMES = (
     "enqueue", "claim", "finish", "extend", "recover", "release", "progress",
     "cancel", "retry_failed", "clean", "stats", "hold", "permit", "promote", "remove", "rate",
-    "clock",
+    "clock", "predict",
 )  # fmt: skip
 
 

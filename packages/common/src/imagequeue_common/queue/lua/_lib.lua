@@ -162,6 +162,51 @@ local function user_pending(users, user, by)
   end
 end
 
+-- De-duplication: a job enqueued with a key (the api: its character and pose) is that key's
+-- job in the 'dedup' hash while it is unfinished; forget_dedup lets the key go when it ends.
+local function forget_dedup(prefix, id, key)
+  if key and key ~= '' and redis.call('HGET', prefix .. 'dedup', key) == id then
+    redis.call('HDEL', prefix .. 'dedup', key)
+  end
+end
+
+-- Deadlines to start: a job enqueued with one has 'start_by' (ms) and an entry in the
+-- 'deadlines' zset until it is claimed. One still waiting or delayed at start_by ends
+-- 'expired' without ever running. Returns 1 if it expired, 0 if it was not waiting.
+local function expire_job(prefix, maxlen, now, id)
+  local jk = job_key(prefix, id)
+  local f = redis.call('HMGET', jk, 'state', 'user', 'dedup')
+  redis.call('ZREM', prefix .. 'deadlines', id)
+  if f[1] == 'waiting' then
+    leave_waiting(prefix, prefix .. 'waiting', id, f[2])
+  elseif f[1] == 'delayed' then
+    redis.call('ZREM', prefix .. 'delayed', id)
+  else
+    return 0
+  end
+  redis.call('ZADD', prefix .. 'expired', now, id)
+  redis.call('HSET', jk, 'state', 'expired', 'finished_at', now,
+    'error', 'not started before its deadline')
+  user_pending(prefix .. 'users', f[2], -1)
+  forget_dedup(prefix, id, f[3])
+  emit(prefix .. 'events', maxlen, id, 'expired')
+  return 1
+end
+
+-- Expire every job whose deadline has passed (at most `limit` per call; claim.lua checks
+-- each job it takes as well, so none past its deadline ever runs). Returns how many.
+local function expire_due(prefix, maxlen, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', prefix .. 'deadlines', '-inf', now, 'LIMIT', 0, limit)
+  local n = 0
+  for _, id in ipairs(due) do
+    n = n + expire_job(prefix, maxlen, now, id)
+  end
+  if n > 0 then
+    redis.call('HINCRBY', prefix .. 'metrics', 'expired', n)
+  end
+  return n
+end
+
 -- Search indexes: the jobs of one user id and of one ref label, each a zset (score = created
 -- ms). Written by enqueue; every script that deletes a job hash takes its id out of both, so
 -- the indexes hold exactly the jobs that exist.
@@ -214,7 +259,7 @@ end
 -- recovered elsewhere): then nothing changes.
 local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind, value, err, detail)
   local jk = job_key(prefix, id)
-  local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at', 'user')
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'cancel', 'started_at', 'user', 'dedup')
   if cur[1] ~= 'active' or cur[2] ~= token then
     return 0
   end
@@ -228,6 +273,7 @@ local function finish_one(K, prefix, maxlen, now, counts, moves, id, token, kind
   end
   if kind ~= 'retry' then
     user_pending(K.users, cur[5], -1)
+    forget_dedup(prefix, id, cur[6])
   end
   if kind == 'completed' then
     moves.push(K.completed, now, id)

@@ -11,7 +11,10 @@ if not state then
   return 'missing'
 end
 if state == 'waiting' or state == 'delayed' then
-  local user = redis.call('HGET', jk, 'user')
+  local f = redis.call('HMGET', jk, 'user', 'dedup')
+  local user = f[1]
+  redis.call('ZREM', ARGV[1] .. 'deadlines', id)
+  forget_dedup(ARGV[1], id, f[2])
   if state == 'waiting' then
     leave_waiting(ARGV[1], KEYS[1], id, user)
   else

@@ -11,7 +11,8 @@
 -- Returns {status, wait ms, finish flags ('1' applied / '0' lease lost, one per op), then
 -- id, payload, token, attempts, max_attempts for each leased job}; status is 'ok',
 -- 'empty' (wait = ms until the next delayed job is due, or -1), 'limited' (wait = ms to wait),
--- 'more' (this call parked many jobs of users at their cap and leased none: ask again now)
+-- 'more' (this call parked many jobs of users at their cap, or expired jobs past their
+-- deadline, and leased none: ask again now)
 -- or 'paused'.
 local K = {active = KEYS[3], completed = KEYS[9], failed = KEYS[10], delayed = KEYS[2],
   cancelled = KEYS[11], events = KEYS[5], metrics = KEYS[8], marker = KEYS[7], users = KEYS[12],
@@ -21,6 +22,8 @@ local flags = finish_ops(K, prefix, ARGV[7], tonumber(ARGV[10]), 11)
 local policy = parse_policy(ARGV[9])
 local nowus = now_us()
 local now = math.floor(nowus / 1000)
+-- Deadlines pass whether the queue runs or is paused.
+expire_due(prefix, ARGV[7], now, 1000)
 local meta = redis.call('HMGET', KEYS[6], 'paused', 'hold_until')
 if meta[1] == '1' then
   return {'paused', 0, flags}
@@ -67,9 +70,18 @@ if rmax > 0 then
 end
 
 -- Each taken job: {id, score, fields}, fields as FIELDS lists them.
-local FIELDS = {'user', 'unlimited', 'priority', 'token', 'attempts', 'max_attempts'}
+local FIELDS = {'user', 'unlimited', 'priority', 'token', 'attempts', 'max_attempts', 'start_by'}
 local function fields_of(id)
   return redis.call('HMGET', job_key(prefix, id), unpack(FIELDS))
+end
+-- Past its deadline (one the sweep above had no room for): expired, not taken.
+local expired_now = 0
+local function past_deadline(id, f)
+  if f[7] and tonumber(f[7]) <= now then
+    expired_now = expired_now + expire_job(prefix, ARGV[7], now, id)
+    return true
+  end
+  return false
 end
 local cap = K.cap
 local taken, passed, parks = {}, 0, 0
@@ -84,7 +96,9 @@ if cap == 0 and room >= want then
       redis.call('ZREM', prefix .. 'parked:' .. (f[1] or ''), id)
       score = score - PARKED
     end
-    taken[#taken + 1] = {id, score, f}
+    if not past_deadline(id, f) then
+      taken[#taken + 1] = {id, score, f}
+    end
   end
 else
   -- Walk the waiting set in order. A job of a user at the cap is parked (moved behind every
@@ -117,7 +131,9 @@ else
       end
       local f = fields_of(id)
       local user = f[1] or ''
-      if cap > 0 and user ~= '' and running_of(user) >= cap then
+      if past_deadline(id, f) then
+        -- gone from waiting: the next job moves up into its place
+      elseif cap > 0 and user ~= '' and running_of(user) >= cap then
         redis.call('ZADD', KEYS[1], 'XX', PARKED + score, id)
         redis.call('ZADD', prefix .. 'parked:' .. user, score, id)
         parks = parks + 1
@@ -143,7 +159,13 @@ else
   end
 end
 
+if expired_now > 0 then
+  redis.call('HINCRBY', KEYS[8], 'expired', expired_now)
+end
 if #taken == 0 then
+  if expired_now > 0 then
+    return {'more', 0, flags}
+  end
   if passed > 0 then
     local oldest = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
     redis.call('HINCRBY', KEYS[8], 'rate_limited', 1)
@@ -158,7 +180,7 @@ end
 local out = {'ok', 0, flags}
 local deadline = now + tonumber(ARGV[2])
 local leases, starts, data = {}, {}, {}
-local vts, per_user, flows = {}, {}, {}
+local vts, per_user, flows, deadlined = {}, {}, {}, {}
 for _, t in ipairs(taken) do
   local id, score, f = t[1], t[2], t[3]
   local user, priority = f[1] or '', f[3]
@@ -176,6 +198,9 @@ for _, t in ipairs(taken) do
   emit(KEYS[5], ARGV[7], id, 'active', 'attempt', attempts)
   leases[#leases + 1] = deadline
   leases[#leases + 1] = id
+  if f[7] then
+    deadlined[#deadlined + 1] = id
+  end
   if f[2] ~= '1' then
     starts[#starts + 1] = nowus
     starts[#starts + 1] = nowus .. ':' .. id
@@ -211,6 +236,9 @@ for k = 1, #payloads do
   out[3 + (k - 1) * 5 + 2] = payloads[k]
 end
 redis.call('ZADD', KEYS[3], unpack(leases))
+if #deadlined > 0 then
+  redis.call('ZREM', prefix .. 'deadlines', unpack(deadlined))
+end
 if rmax > 0 and #starts > 0 then
   redis.call('ZADD', KEYS[4], unpack(starts))
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[4]) * 2)

@@ -1,13 +1,14 @@
 -- clean: delete finished jobs past retention, oldest first, at most ARGV[5] per set per call,
 -- with their search index entries.
--- KEYS[1] completed  KEYS[2] failed  KEYS[3] cancelled  KEYS[4] events  KEYS[5] workers
+-- KEYS[1] completed  KEYS[2] failed  KEYS[3] cancelled  KEYS[4] expired  KEYS[5] events
+-- KEYS[6] workers
 -- ARGV[1] key prefix  ARGV[2] keep completed ms  ARGV[3] keep failed ms
--- ARGV[4] keep cancelled ms  ARGV[5] batch size
--- Returns {completed removed, failed removed, cancelled removed}.
+-- ARGV[4] keep cancelled (and expired) ms  ARGV[5] batch size
+-- Returns {completed removed, failed removed, cancelled removed, expired removed}.
 local now = now_ms()
 local removed = {}
-for k = 1, 3 do
-  local cutoff = now - tonumber(ARGV[k + 1])
+for k = 1, 4 do
+  local cutoff = now - tonumber(ARGV[math.min(k, 3) + 1])
   local ids = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[5]))
   for _, id in ipairs(ids) do
     local jk = job_key(ARGV[1], id)
@@ -22,5 +23,5 @@ for k = 1, 3 do
 end
 -- Events older than the longest retention serve nobody.
 local oldest = now - math.max(tonumber(ARGV[2]), tonumber(ARGV[3]))
-redis.call('XTRIM', KEYS[4], 'MINID', '~', oldest)
+redis.call('XTRIM', KEYS[5], 'MINID', '~', oldest)
 return removed

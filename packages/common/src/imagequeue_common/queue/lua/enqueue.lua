@@ -12,12 +12,20 @@
 -- the new one, which starts afresh (taskiq's kick of a task id again); '0': it exists
 -- ARGV[14] '1': the job's start counts against the rate limit (claim.lua); '0': it does not
 -- ARGV[15] fairness policy (see _lib.lua)
+-- ARGV[16] deadline to start, ms from now (0: none): not started by then, the job expires
+-- ARGV[17] de-duplication key ('' for none): while a job of that key is unfinished, its
+-- place is answered instead of adding another
+-- ARGV[18] most jobs waiting or delayed in the queue (0: any)
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
--- delayed), jobs running now (for the ETA: which slots are busy)}, 0 when the id exists,
--- or -1 when the user already has ARGV[10] unfinished jobs (nothing changed in either case).
+-- delayed), jobs running now (for the ETA: which slots are busy)}; the same for the job
+-- already queued under the key, plus its id, as a fourth value; 0 when the id exists, -1
+-- when the user already has ARGV[10] unfinished jobs, -2 when the queue is full (nothing
+-- changed in these cases, but a counter of the refusal).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
-local finished = {completed = KEYS[8], failed = KEYS[9], cancelled = KEYS[10]}
+local replaces = nil
+local finished = {completed = KEYS[8], failed = KEYS[9], cancelled = KEYS[10],
+  expired = ARGV[1] .. 'expired'}
 if redis.call('EXISTS', jk) == 1 then
   local mine = redis.call('HMGET', jk, 'nonce', 'state')
   if mine[1] == ARGV[12] then
@@ -27,14 +35,32 @@ if redis.call('EXISTS', jk) == 1 then
   if ARGV[13] ~= '1' or finished[mine[2]] == nil then
     return 0
   end
-  -- The finished job makes way: out of its state set, its fields gone (result, error,
-  -- attempts, stalls, lease); its search index entries are renewed below.
-  redis.call('ZREM', finished[mine[2]], id)
-  redis.call('DEL', jk)
+  replaces = finished[mine[2]]
+end
+local dedup = ARGV[17]
+if dedup ~= '' then
+  local other = redis.call('HGET', ARGV[1] .. 'dedup', dedup)
+  if other then
+    local st = redis.call('HGET', job_key(ARGV[1], other), 'state')
+    if st == 'waiting' or st == 'delayed' or st == 'active' then
+      return {st, redis.call('ZRANK', KEYS[1], other) or -1, redis.call('ZCARD', KEYS[7]), other}
+    end
+  end
+end
+local most = tonumber(ARGV[18])
+if most > 0 and redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) >= most then
+  redis.call('HINCRBY', ARGV[1] .. 'metrics', 'refused_length', 1)
+  return -2
 end
 local quota = tonumber(ARGV[10])
 if quota > 0 and ARGV[6] ~= '' and tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or '0') >= quota then
   return -1
+end
+if replaces then
+  -- The finished job makes way: out of its state set, its fields gone (result, error,
+  -- attempts, stalls, lease); its search index entries are renewed below.
+  redis.call('ZREM', replaces, id)
+  redis.call('DEL', jk)
 end
 user_pending(KEYS[6], ARGV[6], 1)
 local now = now_ms()
@@ -50,6 +76,15 @@ if ARGV[14] == '0' then
   redis.call('HSET', jk, 'unlimited', '1')
 end
 redis.call('SET', data_key(ARGV[1], id), ARGV[4])
+local deadline = tonumber(ARGV[16])
+if deadline > 0 then
+  redis.call('HSET', jk, 'start_by', now + deadline)
+  redis.call('ZADD', ARGV[1] .. 'deadlines', now + deadline, id)
+end
+if dedup ~= '' then
+  redis.call('HSET', jk, 'dedup', dedup)
+  redis.call('HSET', ARGV[1] .. 'dedup', dedup, id)
+end
 if delay > 0 then
   redis.call('HSET', jk, 'due_at', now + delay)
   redis.call('ZADD', KEYS[2], now + delay, id)

@@ -4,8 +4,10 @@
 -- KEYS[7] users (unfinished jobs per user)
 -- ARGV[1] key prefix  ARGV[2] stall limit  ARGV[3] events maxlen  ARGV[4] batch size
 -- ARGV[5] most active jobs per user (0: any)
--- Returns {ids returned to waiting, ids dead-lettered}.
+-- Returns {ids returned to waiting, ids dead-lettered}. Jobs past their deadline to start
+-- expire here too, so they do even while no worker claims.
 local now = now_ms()
+expire_due(ARGV[1], ARGV[3], now, tonumber(ARGV[4]))
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 local requeued, dead = {}, {}
 for _, id in ipairs(expired) do
@@ -25,6 +27,7 @@ for _, id in ipairs(expired) do
     redis.call('HINCRBY', KEYS[6], 'failed', 1)
     count_minute(ARGV[1], now, 0, 1)
     user_pending(KEYS[7], user, -1)
+    forget_dedup(ARGV[1], id, redis.call('HGET', jk, 'dedup'))
     emit(KEYS[4], ARGV[3], id, 'failed', 'error', err)
     dead[#dead + 1] = id
   else

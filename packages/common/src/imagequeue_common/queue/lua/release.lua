@@ -8,12 +8,15 @@ local released = 0
 for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local jk = job_key(ARGV[1], id)
-  local cur = redis.call('HMGET', jk, 'state', 'token', 'user')
+  local cur = redis.call('HMGET', jk, 'state', 'token', 'user', 'start_by')
   if cur[1] == 'active' and cur[2] == ARGV[i + 1] then
     redis.call('ZREM', KEYS[1], id)
     user_slots_freed(ARGV[1], KEYS[2], KEYS[4], cur[3], tonumber(ARGV[3]), 1)
     return_waiting(ARGV[1], KEYS[2], id, cur[3])
-    redis.call('HINCRBY', jk, 'attempts', -1)
+    local runs = redis.call('HINCRBY', jk, 'attempts', -1)
+    if cur[4] and runs == 0 then  -- it never ran: its deadline to start holds again
+      redis.call('ZADD', ARGV[1] .. 'deadlines', tonumber(cur[4]), id)
+    end
     emit(KEYS[3], ARGV[2], id, 'waiting', 'released', '1')
     released = released + 1
   end

@@ -6,13 +6,13 @@
 -- Returns 'removed', 'missing', or 'active' (nothing changed then).
 local id = ARGV[3]
 local jk = job_key(ARGV[1], id)
-local f = redis.call('HMGET', jk, 'state', 'user', 'ref')
+local f = redis.call('HMGET', jk, 'state', 'user', 'ref', 'dedup')
 local state = f[1]
 if not state then
   return 'missing'
 end
 local sets = {waiting = KEYS[1], delayed = KEYS[2], completed = KEYS[3], failed = KEYS[4],
-  cancelled = KEYS[5]}
+  cancelled = KEYS[5], expired = ARGV[1] .. 'expired'}
 if not sets[state] then
   return state
 end
@@ -21,6 +21,8 @@ if state == 'waiting' then
 else
   redis.call('ZREM', sets[state], id)
 end
+redis.call('ZREM', ARGV[1] .. 'deadlines', id)
+forget_dedup(ARGV[1], id, f[4])
 redis.call('DEL', jk, data_key(ARGV[1], id))
 unindex(ARGV[1], id, f[2], f[3])
 if state == 'waiting' or state == 'delayed' then
