@@ -15,6 +15,7 @@ from imagequeue_common.generation import add_image_generation_job
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.queue.ledger import FinishOp, JobLedger
 from imagequeue_common.settings import Settings, replace
+from tests.support.procs import wait_until
 
 Client = AsyncTestClient[Litestar]
 ADMIN = ("admin", "admin-password-1")
@@ -184,3 +185,33 @@ async def test_actions(dash: Client, broker: EngineBroker, ledger: JobLedger) ->
                             data={"csrf": token, "which": "completed", "age": "0"})  # fmt: skip
     assert "Removed 1 completed" in clean.text
     assert (await ledger.stats()).completed == 0
+
+
+async def test_deadlines_and_the_expired_list(
+    dash: Client, broker: EngineBroker, ledger: JobLedger
+) -> None:
+    aria, pose = CharacterRef(id="aria", name="Aria"), PoseRef(id="pose-standing", name="Standing")
+    late = await add_image_generation_job(broker, aria, pose, "u", start_deadline_s=0.02)
+    kept = await add_image_generation_job(
+        broker, CharacterRef(id="bo", name="Bo"), pose, "u", start_deadline_s=3600
+    )
+    start_by = (await ledger.get_job(late)).start_by
+    assert start_by is not None
+
+    async def expired() -> bool:
+        await ledger.recover_stalled()  # the heartbeat's sweep
+        return (await ledger.get_job(late)).state == JobState.EXPIRED
+
+    await wait_until(expired, 5, "the late job to expire")
+    await login(dash, ADMIN)
+    overview = (await dash.get(BASE)).text
+    assert re.search(r'data-count="expired">1<', overview)
+    listed = (await dash.get(f"{BASE}/jobs?state=expired")).text
+    assert late in listed
+    assert kept not in listed
+    waiting = (await dash.get(f"{BASE}/jobs?state=waiting")).text
+    assert re.search(r"start by in (59|60) min", waiting)
+    page = (await dash.get(f"{BASE}/jobs/{late}")).text
+    assert re.search(r'id="job-start-by">[^<]*\(missed: it never ran\)', page)
+    live = (await dash.get(f"{BASE}/api/overview")).json()
+    assert live["counts"]["expired"] == 1
