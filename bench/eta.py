@@ -16,6 +16,10 @@ error of the best ETA that cannot see the future (``loadtest.checks.eta_floor``)
 - ``slow`` — the burst on the seed's slow GPU (30-60 s per image), every duration scaled by
   0.05 so it runs in about a minute: the stub's latency, ``EXPECTED_JOB_S`` (45 s → 2.25 s),
   the rate-limit window (1 s → 50 ms) and the second wave's delay (300 s → 15 s).
+- ``flood`` — fair share: the same stub, single characters from 60 other regular users at
+  random (Poisson, half the slots' capacity) for 60 s, and 20 s in, one regular user creates
+  60 at once. Figures for the flooder's jobs and for the others' after the first 20 s: the
+  flooder's wait depends on the newcomers who take turns before its jobs.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Scenario(msgspec.Struct, frozen=True):
     steady_load: float = 0.0
     steady_s: float = 0.0
     warmup_s: float = 0.0
+    flood: int = 0
+    """One regular user's characters, created at once ``warmup_s`` into the steady flow."""
 
 
 SCENARIOS = {
@@ -76,7 +82,10 @@ SCENARIOS = {
     "steady": Scenario("steady", 1.5, 3.0, steady_load=0.8, steady_s=75, warmup_s=15),
     "slow": Scenario("slow", 30, 60, time_scale=0.05, expected_job_s=45 * 0.05,
                      rate_window_ms=50, burst=240, wave=60, wave_after_s=300 * 0.05),
+    "flood": Scenario("flood", 1.5, 3.0, steady_load=0.5, steady_s=60, warmup_s=20, flood=60),
 }  # fmt: skip
+FLOOD_NEWCOMERS = 60
+"""Regular users who each create one character at a time in the flood scenario."""
 
 
 class Created(msgspec.Struct, frozen=True):
@@ -167,6 +176,15 @@ async def burst(
     return [c for user in done for c in user]
 
 
+async def flood(
+    http: httpx.AsyncClient, url: str, key: str, n: int, after_s: float
+) -> list[Created]:
+    """``n`` characters of one user in a row, ``after_s`` from now."""
+    await asyncio.sleep(after_s)
+    made = [await create(http, url, "flooder", key) for _ in range(n)]
+    return [msgspec.structs.replace(c, tier="flooder") for c in made]
+
+
 async def drive(scenario: Scenario, url: str, users: list[tuple[str, str]]) -> list[Created]:
     """The scenario's arrivals; every creation (steady: the warm-up's not counted)."""
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
@@ -184,6 +202,12 @@ async def drive(scenario: Scenario, url: str, users: list[tuple[str, str]]) -> l
             / ((scenario.latency_min_s + scenario.latency_max_s) / 2 * scenario.time_scale)
         )
         rng = random.Random(11)
+        flooded = None
+        if scenario.flood:  # users[0] floods; the others come one character at a time
+            flooded = asyncio.create_task(
+                flood(http, url, users[0][1], scenario.flood, scenario.warmup_s)
+            )
+            users = [("newcomer", key) for _, key in users[1:]]
         start, tasks, at = time.monotonic(), [], 0.0
         while at < scenario.steady_s:
             await asyncio.sleep(max(0.0, start + at - time.monotonic()))
@@ -192,7 +216,8 @@ async def drive(scenario: Scenario, url: str, users: list[tuple[str, str]]) -> l
             tasks.append((at >= scenario.warmup_s, task))
             at += rng.expovariate(rate)
         answers = [(kept, await t) for kept, t in tasks]
-        return [msgspec.structs.replace(c, counted=kept) for kept, c in answers]
+        done = [msgspec.structs.replace(c, counted=kept) for kept, c in answers]
+        return done + (await flooded if flooded else [])
 
 
 def relative_errors(
@@ -202,7 +227,8 @@ def relative_errors(
     ETAs that were too long, how many came without an ETA, and the median error of the
     best ETA blind to the future (``floor``, see ``loadtest.checks.eta_floor``)."""
     out: dict[str, Any] = {}
-    for tier in TIERS:
+    groups = [t for t in (*TIERS, "flooder", "newcomer") if any(c.tier == t for c in created)]
+    for tier in groups:
         mine = [c for c in created if c.tier == tier and c.counted]
         # No ETA told is as wrong as any: an infinite error.
         errors = sorted(math.inf if c.eta_s is None
@@ -233,8 +259,12 @@ async def run_scenario(scenario: Scenario, redis: Redis, redis_url: str, stub: S
         (await http.post(f"{stub.url}/stub/config", json=config, timeout=5)).raise_for_status()
     run = Run(scenario, redis_url, stub.url, tmp)
     keys = ApiKeyStore(redis, run.queue)
-    users = [(tier, (await keys.create(f"{tier}-{i}", tier))[0])
-             for tier in TIERS for i in range(USERS_PER_TIER)]  # fmt: skip
+    if scenario.flood:
+        users = [("regular", (await keys.create(f"regular-{i}", "regular"))[0])
+                 for i in range(FLOOD_NEWCOMERS + 1)]  # fmt: skip
+    else:
+        users = [(tier, (await keys.create(f"{tier}-{i}", tier))[0])
+                 for tier in TIERS for i in range(USERS_PER_TIER)]  # fmt: skip
     await run.start(redis)
     ledger = JobLedger(redis, Settings(redis_url=redis_url, queue_name=run.queue))
     try:
@@ -282,6 +312,10 @@ def _describe(s: Scenario) -> str:
         latency += f" x {s.time_scale:g} (all durations scaled)"
     if s.burst:
         return f"{latency}, {s.burst} at once + {s.wave} premium {s.wave_after_s:g} s later"
+    if s.flood:
+        return (f"{latency}, single characters of {FLOOD_NEWCOMERS} regular users, Poisson at "
+                f"{s.steady_load:.0%} of capacity for {s.steady_s:g} s; {s.flood} of one "
+                f"regular user at once {s.warmup_s:g} s in")  # fmt: skip
     return (f"{latency}, Poisson at {s.steady_load:.0%} of capacity for {s.steady_s:g} s, "
             f"first {s.warmup_s:g} s not counted")  # fmt: skip
 

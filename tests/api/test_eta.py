@@ -210,3 +210,32 @@ async def test_a_young_queue_reports_only_the_span_it_observed(ledger: JobLedger
     recent = await ledger.throughput()
     assert recent.completed == 1
     assert 0 < recent.observed_s < recent.window_s  # busy for seconds, not for the minute
+
+
+def test_later_newcomers_cut_in_ahead_of_a_job_deep_in_its_own_flow() -> None:
+    # One slot, 1 s per job: 1 start a second. Newcomers of the same priority arrive at
+    # 0.5/s and keep coming for 100 s. A user's first job (in the turn being served) is not
+    # passed; a job ten turns deep is passed for all but its own turn: 10/11 of its wait.
+    turns = {Priority.NORMAL: (0.5, 100.0)}
+    rates = fresh(1, 1, turns=turns, increments=dict.fromkeys(Priority, 1))
+    assert rates.start_in_s(9, 1, Priority.NORMAL, distance=0) == pytest.approx(10)
+    deep = rates.start_in_s(9, 1, Priority.NORMAL, distance=10)
+    assert deep == pytest.approx(10 / (1 - 0.5 * 10 / 11))  # T = 10 + 0.45 T
+    assert rates.start_in_s(9, 1, Priority.NORMAL, distance=1) == pytest.approx(10 / 0.75)
+    # Strict: another priority's newcomers are not beside it (those above are cut-ins
+    # already, counted from all their arrivals; those below never pass it).
+    others = fresh(1, 1, turns={Priority.HIGH: (0.5, 100.0), Priority.LOW: (0.5, 100.0)},
+                   increments=dict.fromkeys(Priority, 1))  # fmt: skip
+    assert others.start_in_s(9, 1, Priority.NORMAL, distance=10) == pytest.approx(10)
+
+
+def test_weighted_newcomers_of_every_priority_pass_a_deep_enough_job() -> None:
+    # Weights 4:2:1 → increments 60, 120, 240. A low job 240 tag units (one of its turns)
+    # ahead: newcomers of every priority join the turn being served, so each passes it for
+    # half its wait. The flows above count only through their newcomers.
+    incs = {Priority.HIGH: 60, Priority.NORMAL: 120, Priority.LOW: 240}
+    turns = dict.fromkeys(Priority, (0.2, 1000.0))
+    above = {Priority.LOW: ((5.0, 1000.0),)}  # all high arrivals: not used when weighted
+    rates = fresh(1, 1, turns=turns, increments=incs, strict=False, cut_ins=above)
+    wait = rates.start_in_s(9, 1, Priority.LOW, distance=240)
+    assert wait == pytest.approx(10 / (1 - 3 * 0.2 * 0.5))

@@ -202,7 +202,9 @@ async def test_a_full_queue_refuses_and_writes_nothing(redis: Redis, settings: S
     with pytest.raises(QueueFullError, match="the queue is full: 2 jobs are waiting"):
         await ledger.enqueue("q3", "t", "{}", user_id="u", ref="r", max_queued=2)
     after = sorted([k async for k in redis.scan_iter(match=f"{ledger.keys.prefix}*")])
-    assert after == before
+    assert after == sorted([*before, ledger.keys.metrics])  # only the refusal is counted
+    assert await redis.hgetall(ledger.keys.metrics) == {"refused_length": "1"}
+    assert (await ledger.stats()).waiting == 1
     # A job already queued under its key is answered even so: nothing new is stored.
     await ledger.enqueue("k1", "t", "{}", dedup_key="key")
     dup = await ledger.enqueue("k2", "t", "{}", dedup_key="key", max_queued=2)
@@ -235,14 +237,14 @@ async def test_past_the_sweep_s_room_a_claim_still_takes_no_late_job(
         ledger.enqueue(f"late{i}", "t", "{}", user_id=f"u{i}", start_deadline_ms=3000)
         for i in range(1003)
     ))  # fmt: skip
-    await ledger.enqueue("fine", "t", "{}", user_id="z")
+    await ledger.enqueue("z-fine", "t", "{}", user_id="z")
     deadlines = await redis.zrange(ledger.keys.deadlines, 0, -1, withscores=True)
     latest = max(int(entry[1]) for entry in deadlines)
     await until_server_time(redis, latest)
     first = await ledger.claim("w", 1)
     assert (first.status, first.jobs) == ("more", [])
     second = await ledger.claim("w", 1)
-    assert [j.job_id for j in second.jobs] == ["fine"]
+    assert [j.job_id for j in second.jobs] == ["z-fine"]
     assert (await ledger.stats()).expired == 1003
 
 
@@ -272,3 +274,16 @@ async def test_the_seed_s_helper_de_duplicates_and_takes_the_tier_s_deadline(
         assert (await broker.ledger.stats()).waiting == 5
     finally:
         await broker.shutdown()
+
+
+async def test_a_dead_letter_sent_back_is_its_key_s_job_again(
+    redis: Redis, settings: Settings
+) -> None:
+    ledger = JobLedger(redis, settings)
+    await ledger.enqueue("d1", "t", "{}", dedup_key="k", max_attempts=1)
+    (claimed,) = (await ledger.claim("w", 1)).jobs
+    await ledger.finish([FinishOp("d1", claimed.token, "failed", "", "boom", "")])
+    assert await redis.hget(ledger.keys.dedup, "k") is None
+    await ledger.retry_failed("d1")
+    again = await ledger.enqueue("d2", "t", "{}", dedup_key="k")
+    assert (again.job_id, again.duplicate) == ("d1", True)

@@ -3,6 +3,7 @@ on a real Redis: who is claimed when, and that every position is the claim order
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -50,7 +51,7 @@ async def test_a_user_s_one_job_waits_one_turn_behind_another_s_hundred(
     assert order[5:] == [f"a{i}" for i in range(3, 100)]
 
 
-async def test_a_user_arriving_mid_flood_is_next_after_the_current_turn(
+async def test_a_user_arriving_mid_flood_joins_the_turn_being_served(
     redis: Redis, settings: Settings
 ) -> None:
     ledger = make(redis, settings)
@@ -58,9 +59,10 @@ async def test_a_user_arriving_mid_flood_is_next_after_the_current_turn(
         await add(ledger, f"a{i}", "flooder")
     claimed = (await ledger.claim("w", 10)).jobs
     assert [j.job_id for j in claimed] == [f"a{i}" for i in range(10)]
-    # The virtual time is at a9's turn: the newcomer shares a10's turn, after it.
-    assert await add(ledger, "late", "newcomer") == 1
-    assert (await drain(ledger))[:3] == ["a10", "late", "a11"]
+    # The virtual time is at a9's turn, whose jobs are all claimed: the newcomer joins the
+    # turn being served, and is next.
+    assert await add(ledger, "late", "newcomer") == 0
+    assert (await drain(ledger))[:3] == ["late", "a10", "a11"]
 
 
 async def test_users_take_turns_and_each_keeps_its_own_order(
@@ -91,31 +93,35 @@ async def test_weighted_priorities_give_a_low_job_its_turn_under_a_high_flood(
     ledger = make(redis, settings, priority_policy="weighted")
     for i in range(40):
         await add(ledger, f"h{i}", "premium", Priority.HIGH)
-    # Weights 4:2:1 — a low job counts as four high ones, a normal one as two.
-    assert await add(ledger, "low", "bulk", Priority.LOW) == 4
-    assert await add(ledger, "normal", "regular", Priority.NORMAL) == 2
+    # Weights 4:2:1 (increments 60, 120, 240): a newcomer of any priority joins the turn
+    # being served; a user's next job comes one of its own turns later, a low user's after
+    # four high jobs, a normal one's after two.
+    assert await add(ledger, "low1", "bulk", Priority.LOW) == 1
+    assert await add(ledger, "low2", "bulk", Priority.LOW) == 6
+    assert await add(ledger, "n1", "regular", Priority.NORMAL) == 2
+    assert await add(ledger, "n2", "regular", Priority.NORMAL) == 5
     order = await drain(ledger)
-    assert order.index("normal") == 2
-    assert order.index("low") == 5
+    assert order[:10] == ["h0", "low1", "n1", "h1", "h2", "n2", "h3", "h4", "low2", "h5"]
 
 
 async def test_weighted_order_goes_on_as_the_flood_goes_on(
     redis: Redis, settings: Settings
 ) -> None:
-    # A steady flood of high jobs: the low job's wait is bounded (four high turns).
+    # A steady flood of high jobs (one more for every claim): a bulk user's three low jobs
+    # start at claims 2, 6 and 11 — its first in the turn being served, then one for every
+    # four or five high ones, never starved.
     ledger = make(redis, settings, priority_policy="weighted")
     for i in range(4):
         await add(ledger, f"h{i}", "premium", Priority.HIGH)
-    claimed = 0
-    await add(ledger, "low", "bulk", Priority.LOW)
-    while True:
-        await add(ledger, f"more{claimed}", "premium", Priority.HIGH)
+    for i in range(3):
+        await add(ledger, f"low{i}", "bulk", Priority.LOW)
+    at = []
+    for claim in range(1, 13):
+        await add(ledger, f"more{claim}", "premium", Priority.HIGH)
         [job] = (await ledger.claim("w", 1)).jobs
-        claimed += 1
-        if job.job_id == "low":
-            break
-        assert claimed < 10
-    assert claimed == 5
+        if job.job_id.startswith("low"):
+            at.append(claim)
+    assert at == [2, 6, 11]
 
 
 @pytest.mark.parametrize("policy", ["strict", "weighted"])
@@ -206,8 +212,44 @@ async def test_the_readme_s_worked_example(redis: Redis, settings: Settings) -> 
     for i in range(1, 101):
         await add(ledger, f"ana{i}", "ana")
     assert [j.job_id for j in (await ledger.claim("w", 5)).jobs] == [f"ana{i}" for i in range(1, 6)]
-    assert [await add(ledger, "ben", "ben"), await add(ledger, "cy", "cy")] == [1, 2]
-    assert [await add(ledger, f"dee{i}", "dee") for i in range(1, 4)] == [3, 5, 7]
+    assert [await add(ledger, "ben", "ben"), await add(ledger, "cy", "cy")] == [0, 1]
+    assert [await add(ledger, f"dee{i}", "dee") for i in range(1, 4)] == [2, 4, 6]
     order = await drain(ledger)
-    assert order[:10] == ["ana6", "ben", "cy", "dee1", "ana7", "dee2", "ana8", "dee3",
+    assert order[:10] == ["ben", "cy", "dee1", "ana6", "dee2", "ana7", "dee3", "ana8",
                           "ana9", "ana10"]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", ["strict", "weighted"])
+async def test_each_job_knows_how_far_its_turn_is_and_newcomers_are_counted(
+    redis: Redis, settings: Settings, policy: str
+) -> None:
+    ledger = make(redis, settings, priority_policy=policy)
+    inc = 1 if policy == "strict" else 120  # normal's weight 2 of 240
+    queued = [await ledger.enqueue(f"a{i}", "t", "{}", user_id="ana") for i in range(10)]
+    assert [q.distance for q in queued] == [inc * i for i in range(10)]
+    newcomer = await ledger.enqueue("b", "t", "{}", user_id="ben")
+    assert (newcomer.position, newcomer.distance) == (1, 0)  # in the turn being served
+    claimed = (await ledger.claim("w", 3)).jobs
+    assert [j.job_id for j in claimed] == ["a0", "b", "a1"]
+    # The virtual time moved up one turn: every waiting job is one turn nearer.
+    job = await ledger.get_job("a9")
+    place = await ledger.place(job)
+    assert place is not None
+    assert (place.position, place.distance) == (7, inc * 8)
+    prediction = await ledger.predict("cy", job.priority)
+    assert (prediction.position, prediction.distance) == (0, 0)  # a1's turn is all claimed
+    # Ana's first job and Ben's took the next turn; her nine others did not.
+    turns = await redis.hgetall(ledger.keys.turns)
+    assert sum(int(n) for n in turns.values()) == 2
+    assert await ledger.place(await ledger.get_job("a0")) is None  # running, not waiting
+
+
+async def test_a_turn_of_more_than_512_newcomers_keeps_its_arrival_order(
+    redis: Redis, settings: Settings
+) -> None:
+    # 600 users' first jobs share one turn. Ties count up to 511 in arrival order; later
+    # ones share the last tie and go after every earlier one (here in id order, which is
+    # arrival order too). A wrapping sequence once put u512 before u000.
+    ledger = make(redis, settings)
+    await asyncio.gather(*(add(ledger, f"u{i:03}", f"user{i}") for i in range(600)))
+    assert await drain(ledger) == [f"u{i:03}" for i in range(600)]

@@ -507,7 +507,7 @@ async def test_an_enqueue_sent_again_after_a_lost_reply_gets_the_first_answer(
             "s", 0, "", 0]  # fmt: skip
     first = await ledger.scripts.call("enqueue", keys, args)
     again = await ledger.scripts.call("enqueue", keys, args)
-    assert first == again == ["waiting", 0, 0]
+    assert first == again == ["waiting", 0, 0, "once", 0]
     other = [*args[:11], "nonce-2", *args[12:]]
     assert await ledger.scripts.call("enqueue", keys, other) == 0
     assert (await ledger.stats()).waiting == 1

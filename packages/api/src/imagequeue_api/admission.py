@@ -47,7 +47,7 @@ async def admit(
             headers={"Retry-After": str(max(1, math.ceil(retry)))},
             extra={"queued": where.queued, "maxQueueLength": most_queued},
         )
-    wait = rates.start_in_s(where.position, where.active, priority)
+    wait = rates.start_in_s(where.position, where.active, priority, where.distance)
     if most_wait and wait is not None and wait > most_wait:
         # Nothing new ahead of it, the wait shrinks by a second each second.
         await ledger.client.hincrby(ledger.keys.metrics, "refused_wait", 1)

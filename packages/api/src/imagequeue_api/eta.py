@@ -23,6 +23,15 @@ small model of the queue, measured at most once a second per API process:
   of unknown length, and for a burst still arriving it is "as many again as so far", since
   rate times horizon is the count. A wave still to come cannot be foreseen; ``bench-eta``
   shows what that costs the lower tiers.
+- **cut-ins beside** (fair share, ``queue.fairness``) — a job deep in its own user's flow
+  (its tag ``distance`` ahead of the virtual time) is passed by later arrivals that join
+  the turn being served (a user with nothing waiting: their tag is the virtual time). They
+  cut in until the virtual time reaches the job's tag: for all its wait but its own turn,
+  taken as the share ``distance / (distance + inc)`` of the wait (``inc``: the job's own
+  increment, one turn of its flow). Such arrivals of its own priority (strict policy) or
+  of every priority (weighted, where the flows above are no longer all ahead) are
+  forecast as the flows above are. A user's first job is in the turn being served
+  (distance 0): nothing cuts in.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import time
 import msgspec
 
 from imagequeue_common.contracts import JobState, Priority
+from imagequeue_common.queue.fairness import increments
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.queue.occupancy import Flow, arrivals, running
@@ -58,6 +68,13 @@ class QueueRates(msgspec.Struct, frozen=True):
     cut_ins: dict[Priority, tuple[tuple[float, float], ...]] = msgspec.field(default_factory=dict)
     """Per priority: ``(arrivals per second, for how many seconds more)`` of each priority
     above it that is still flowing."""
+    turns: dict[Priority, tuple[float, float]] = msgspec.field(default_factory=dict)
+    """Per priority still flowing: ``(arrivals per second, for how many seconds more)`` of
+    the jobs that take the next turn (fair share's newcomers)."""
+    increments: dict[Priority, int] = msgspec.field(default_factory=dict)
+    """Each priority's tag increment per job (1 each under the strict policy)."""
+    strict: bool = True
+    """``PRIORITY_POLICY=strict``: every higher priority starts first."""
 
     @property
     def start_rate(self) -> float:
@@ -84,9 +101,11 @@ class QueueRates(msgspec.Struct, frozen=True):
         return sorted([0.0] * (self.slots - len(left)) + left[: self.slots])
 
     def start_in_s(
-        self, ahead: int, active: int | None = None, priority: Priority = Priority.HIGH
-    ) -> float | None:
-        """Seconds until a waiting job with ``ahead`` jobs before it starts."""
+        self, ahead: int, active: int | None = None, priority: Priority = Priority.HIGH,
+        distance: int = 0,
+    ) -> float | None:  # fmt: skip
+        """Seconds until a waiting job with ``ahead`` jobs before it starts, its tag
+        ``distance`` ahead of the virtual time (0: ignore the cut-ins beside it)."""
         if self.start_rate <= 0:
             return None
         free = self.slot_free_in_s(active)
@@ -94,8 +113,21 @@ class QueueRates(msgspec.Struct, frozen=True):
         by_slots = free[slot] + rounds * self.slots / self.start_rate
         # The rate limit spaces starts out even while slots are free.
         alone = max(by_slots, ahead / self.rate_per_s)
-        above = self.cut_ins.get(priority, ())
-        return with_cut_ins(alone, [(rate / self.start_rate, h) for rate, h in above])
+        return with_cut_ins(alone, self._cut_in_flows(priority, distance))
+
+    def _cut_in_flows(self, priority: Priority, distance: int) -> list[tuple[float, float]]:
+        """``(share of the starts, horizon)`` of each flow that will start before the job."""
+        flows = []
+        if self.strict:
+            flows = [(rate / self.start_rate, h) for rate, h in self.cut_ins.get(priority, ())]
+        if distance <= 0:
+            return flows
+        # Ahead for the share ``part`` of the wait: min(T * part, h) = part * min(T, h / part).
+        part = distance / (distance + self.increments.get(priority, 1))
+        for other, (rate, horizon) in self.turns.items():
+            if not self.strict or other == priority:
+                flows.append((rate * part / self.start_rate, horizon / part))
+        return flows
 
 
 def with_cut_ins(alone: float, flows: list[tuple[float, float]]) -> float:
@@ -125,6 +157,7 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
     jobs = await running(ledger)
     measured = time.monotonic()
     flows = await arrivals(ledger)
+    turns = await arrivals(ledger, ledger.keys.turns)
     mean = blended_job_s(settings.expected_job_s, slots, recent, lifetime)
     limit = settings.rate_limit_max
     rate = limit * 1000 / settings.rate_limit_duration_ms if limit else math.inf
@@ -138,7 +171,17 @@ async def queue_rates(ledger: JobLedger) -> QueueRates:
         running_s=tuple(ran for _, ran in jobs),
         measured_at=measured,
         cut_ins=cut_ins(flows),
-    )
+        turns={p: forecast(f) for p, f in turns.items() if f.live},
+        increments={Priority(p): i for p, i in increments(
+            settings.priority_policy, settings.priority_weights).items()},
+        strict=settings.priority_policy == "strict",
+    )  # fmt: skip
+
+
+def forecast(flow: Flow) -> tuple[float, float]:
+    """A live flow's ``(rate, horizon)``: its rate over the span seen, for as long again."""
+    span = max(flow.span_s, 0.1)
+    return flow.count / span, span
 
 
 def cut_ins(flows: dict[Priority, Flow]) -> dict[Priority, tuple[tuple[float, float], ...]]:
@@ -150,8 +193,7 @@ def cut_ins(flows: dict[Priority, Flow]) -> dict[Priority, tuple[tuple[float, fl
         out[priority] = tuple(above)
         flow = flows.get(priority)
         if flow is not None and flow.live:
-            span = max(flow.span_s, 0.1)
-            above.append((flow.count / span, span))
+            above.append(forecast(flow))
     return out
 
 
@@ -169,9 +211,11 @@ def blended_job_s(
 
 
 def eta_seconds(
-    job: Job, position: int | None, rates: QueueRates, now_ms: float | None = None
-) -> float | None:
-    """Seconds until ``job`` is expected to finish; None when unknowable (no workers)."""
+    job: Job, position: int | None, rates: QueueRates, now_ms: float | None = None,
+    distance: int = 0,
+) -> float | None:  # fmt: skip
+    """Seconds until ``job`` is expected to finish; None when unknowable (no workers).
+    ``distance``: a waiting job's (``reads.Place``)."""
     now = time.time() * 1000 if now_ms is None else now_ms
     if job.state.is_final:
         return 0.0
@@ -179,7 +223,7 @@ def eta_seconds(
         ran_s = (now - (job.started_at or now)) / 1000
         return round(max(rates.mean_job_s - ran_s, 0.0), 1)
     if job.state != JobState.DELAYED:
-        return waiting_eta_seconds(position, rates, priority=job.priority)
+        return waiting_eta_seconds(position, rates, priority=job.priority, distance=distance)
     if rates.start_rate <= 0:
         return None
     wait_s = max((job.due_at or now) - now, 0) / 1000 + 1 / rates.start_rate
@@ -200,10 +244,12 @@ def waiting_eta_seconds(
     rates: QueueRates,
     active: int | None = None,
     priority: Priority = Priority.HIGH,
+    distance: int = 0,
 ) -> float | None:
     """Seconds until a waiting job of ``priority`` with ``position`` jobs ahead should be
-    done (``active``: the running jobs counted at its enqueue, when known)."""
-    start = rates.start_in_s(position or 0, active, priority)
+    done (``active``: the running jobs counted at its enqueue, when known; ``distance``:
+    its tag's from the virtual time)."""
+    start = rates.start_in_s(position or 0, active, priority, distance)
     return None if start is None else round(start + rates.mean_job_s, 1)
 
 

@@ -13,9 +13,12 @@ from imagequeue_common.store import Character
 
 async def generation_view(ledger: JobLedger, job: Job, rates_cache: RatesCache) -> GenerationOut:
     """A job as the API shows it, with its position and ETA while unfinished."""
-    position = await ledger.position(job.id) if job.state == JobState.WAITING else None
+    place = await ledger.place(job) if job.state == JobState.WAITING else None
+    position = place.position if place else None
     finished = job.state.is_final
-    eta = 0.0 if finished else eta_seconds(job, position, await rates_cache.get())
+    distance = place.distance if place else 0
+    eta = 0.0 if finished else eta_seconds(job, position, await rates_cache.get(),
+                                           distance=distance)  # fmt: skip
     return GenerationOut(
         id=job.id,
         state=job.state.value,
@@ -58,7 +61,8 @@ async def queued_character_view(
     """A character whose image job was just queued: the job's state and place come from
     the enqueue itself, so the answer costs no further read of the job."""
     rates = await rates_cache.get()
-    eta = waiting_eta_seconds(queued.position, rates, queued.active, queued.priority)
+    eta = waiting_eta_seconds(queued.position, rates, queued.active, queued.priority,
+                              queued.distance)  # fmt: skip
     image_job = ImageJob(queued.job_id, queued.state.value, queued.position, eta)
     return _character_out(character, image_job)
 

@@ -21,6 +21,33 @@ UNIT = 240
 """The increment of a job of weight 1 (weight ``w``: ``UNIT / w``)."""
 
 
+TIES = 512
+TIER = 10**15
+PARKED = 4 * 10**15
+"""The waiting set's score = (strict: rank * ``TIER``) + tag * ``TIES`` + sequence, plus
+``PARKED`` for a job of a user at ``USER_MAX_ACTIVE`` (``_lib.lua``)."""
+
+
+def tag_of(score: float, priority: str, strict: bool) -> int:
+    """The tag in a waiting job's score."""
+    score = score - PARKED if score >= PARKED else score
+    if strict:
+        score -= PRIORITIES.index(priority) * TIER
+    return int(score // TIES)
+
+
+def vt_field(priority: str, strict: bool) -> str:
+    """The meta hash's field holding the virtual time ``priority``'s tags count from."""
+    return f"vt:{priority}" if strict else "vt"
+
+
+def increments(policy: str, weights: str) -> dict[str, int]:
+    """Each priority's increment of the tag per job (``policy_arg``'s numbers)."""
+    if policy == "strict":
+        return dict.fromkeys(PRIORITIES, 1)
+    return dict(zip(PRIORITIES, map(int, policy_arg(policy, weights)[2:].split(":")), strict=True))
+
+
 NO_DEADLINES = "high=0,normal=0,low=0"
 MAX_DEADLINE_S = 7 * 86400
 """The longest deadline to start a setting or a request may give: a week."""

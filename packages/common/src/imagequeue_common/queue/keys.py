@@ -44,10 +44,14 @@ class QueueKeys(NamedTuple):
     """Completions and dead letters per minute, the last hour."""
     arrivals: str
     """Enqueues per priority per second, the last minute (the ETA's forecast)."""
+    turns: str
+    """Of those, the ones that took the next turn of their priority (their user had nothing
+    waiting ahead): the ETA's forecast of cut-ins from later arrivals."""
     api_keys: str
     """Every API key id of the queue (a set)."""
     flow_tags: str
-    """Fair share: each flow's (``<priority>:<user>``) last tag, while it has jobs waiting."""
+    """Fair share: the prefix of the zsets of flows' (``<priority>:<user>``) finish tags,
+    one per virtual time (``<prefix>vt:<priority>`` strict, ``<prefix>vt`` weighted)."""
     user_waiting: str
     """Waiting jobs per user (a zset, score = count; parked ones included)."""
     user_active: str
@@ -80,8 +84,9 @@ class QueueKeys(NamedTuple):
             tput=p + "tput",
             tpm=p + "tpm",
             arrivals=p + "arr",
+            turns=p + "arrt",
             api_keys=p + "apikeys",
-            flow_tags=p + "ftag",
+            flow_tags=p + "ftag:",
             user_waiting=p + "uwait",
             user_active=p + "uactive",
         )

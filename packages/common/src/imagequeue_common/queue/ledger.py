@@ -61,6 +61,8 @@ class Enqueued(msgspec.Struct, frozen=True):
     priority: Priority = Priority.NORMAL
     duplicate: bool = False
     """The job was already queued under the same de-duplication key: this is that job."""
+    distance: int = 0
+    """How far its tag is ahead of the virtual time (``reads.Place.distance``)."""
 
 
 class JobLedger(LedgerReads, LedgerControl):
@@ -116,10 +118,10 @@ class JobLedger(LedgerReads, LedgerControl):
             raise UserQuotaError(user_id, user_quota)
         if reply == EnqueueRefusal.QUEUE_FULL:
             raise QueueFullError(max_queued)
-        state, rank, active, *other = reply
+        state, rank, active, found, distance = reply
         position = None if rank < 0 else int(rank)
-        found = str(other[0]) if other else job_id
-        return Enqueued(found, JobState(state), position, int(active), priority, bool(other))
+        return Enqueued(str(found), JobState(state), position, int(active), priority,
+                        str(found) != job_id, int(distance))  # fmt: skip
 
     async def claim(
         self, worker_id: str, want: int, finished: Sequence[FinishOp] = ()

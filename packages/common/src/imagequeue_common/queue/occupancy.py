@@ -39,10 +39,12 @@ async def running(ledger: JobLedger) -> list[tuple[Priority, float]]:
     return [(Priority(p), max(now_ms - int(s), 0) / 1000) for p, s in fields if p and s]
 
 
-async def arrivals(ledger: JobLedger) -> dict[Priority, Flow]:
-    """Per priority, the jobs added in the last minute (1 s buckets, see ``enqueue.lua``)."""
+async def arrivals(ledger: JobLedger, key: str | None = None) -> dict[Priority, Flow]:
+    """Per priority, the jobs added in the last minute (1 s buckets, see ``enqueue.lua``);
+    with ``key``, those counted there instead (``QueueKeys.turns``: the ones that took the
+    next turn of their priority)."""
     now_s = await ledger.server_ms() / 1000
-    raw = await ledger.client.hgetall(ledger.keys.arrivals)
+    raw = await ledger.client.hgetall(key or ledger.keys.arrivals)
     buckets: dict[Priority, list[tuple[int, int]]] = {p: [] for p in Priority}
     for field, value in raw.items():
         priority, _, second = str(field).partition(":")

@@ -7,6 +7,7 @@ import msgspec
 
 from imagequeue_common.contracts import Priority, QueueStats
 from imagequeue_common.errors import JobNotFoundError
+from imagequeue_common.queue.fairness import tag_of, vt_field
 from imagequeue_common.queue.jobs import Job
 from imagequeue_common.queue.ledger_base import LedgerBase
 
@@ -41,6 +42,19 @@ class Prediction(msgspec.Struct, frozen=True):
     """Jobs waiting or delayed (what ``MAX_QUEUE_LENGTH`` bounds)."""
     duplicate_of: str = ""
     """The unfinished job already queued under the same de-duplication key, if any."""
+    distance: int = 0
+    """How far its tag would be ahead of the virtual time (:class:`Place`)."""
+
+
+class Place(msgspec.Struct, frozen=True):
+    """Where a waiting job stands."""
+
+    position: int
+    """Jobs that will be claimed before it if nothing new arrives (its rank)."""
+    distance: int
+    """Its tag minus the virtual time of its priority (tag units; ``queue.fairness``): a
+    job arriving later takes its turn first while this is more than that job's increment,
+    which the ETA counts as cut-ins."""
 
 
 class Throughput(msgspec.Struct, frozen=True):
@@ -131,11 +145,25 @@ class LedgerReads(LedgerBase):
     async def predict(self, user_id: str, priority: Priority, dedup_key: str = "") -> Prediction:
         """Where a new job of ``user_id`` at ``priority`` would stand if enqueued now."""
         k = self.keys
-        ahead, active, queued, dup = await self._scripts.call(
+        ahead, active, queued, dup, distance = await self._scripts.call(
             "predict", [k.waiting, k.delayed, k.active, k.meta],
             [k.prefix, priority.value, user_id, self.settings.fairness, dedup_key],
         )  # fmt: skip
-        return Prediction(int(ahead), int(active), int(queued), str(dup))
+        return Prediction(int(ahead), int(active), int(queued), str(dup), int(distance))
+
+    async def place(self, job: Job) -> Place | None:
+        """Where ``job`` stands if it is waiting (None otherwise)."""
+        s = self.settings
+        strict = s.priority_policy == "strict"
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrank(self.keys.waiting, job.id)
+            pipe.zscore(self.keys.waiting, job.id)
+            pipe.hget(self.keys.meta, vt_field(job.priority.value, strict))
+            rank, score, vt = await pipe.execute()
+        if rank is None or score is None:
+            return None
+        tag = tag_of(float(score), job.priority.value, strict)
+        return Place(int(rank), max(tag - int(float(vt or 0)), 0))
 
     async def busiest_users(self, limit: int = 10) -> list[UserLoad]:
         """The users with the most waiting jobs and those with the most running ones (up to

@@ -33,20 +33,23 @@ local function wake(marker)
   redis.call('LTRIM', marker, 0, 63)
 end
 
--- Waiting order: fair share inside a priority (self-clocked fair queueing). Every job of a
--- flow (one user's jobs of one priority) gets a tag = max(virtual time, the flow's last tag)
--- + its increment; the waiting set is ordered by tag, and claiming a job moves the virtual
--- time up to its tag. A user's jobs stay in order (each tag above the last), and a user who
--- arrives while another has 100 waiting gets the next tag after the current one: one turn.
+-- Waiting order: fair share inside a priority (start-time fair queueing). Every job of a
+-- flow (one user's jobs of one priority) gets a tag = max(virtual time, the flow's finish
+-- tag), and the flow's finish tag becomes tag + its increment; the waiting set is ordered by
+-- tag, and claiming a job moves the virtual time up to its tag. A user's jobs stay in order
+-- (each tag above the last), and a user who arrives while another has 100 waiting gets the
+-- virtual time as its tag: it joins the turn being served, behind only the jobs of that
+-- turn still waiting (at most one of each other user).
 -- Policy (ARGV of the scripts that add to waiting): 's' strict priority (a virtual time per
 -- priority; a lower priority waits for the higher ones), or 'w:<high>:<normal>:<low>'
--- weighted (one virtual time, each priority's increment 240 / weight: a high job counts a
--- quarter of a low one with weights 4:1, and waiting counts, since the virtual time reaches
--- every tag).
--- Score = rank * 1e15 (strict only) + tag * 512 + (arrival sequence mod 512): jobs of one
--- tag (one turn) go in arrival order, bar a wrap of the sequence, which only swaps two
--- turns of different users. Every score stays an exact integer in a double: a tier holds
--- tags below 1.9e12 (strict) or 7.8e12 (weighted), turns enough for years at 1000 a second.
+-- weighted (one virtual time, each priority's increment 240 / weight: a high user's jobs are
+-- spaced a quarter as far apart as a low one's with weights 4:1, and waiting counts, since
+-- the virtual time reaches every tag).
+-- Score = rank * 1e15 (strict only) + tag * 512 + tie: the jobs of one tag (one turn) go in
+-- arrival order, each tie one above the highest waiting in its turn (a turn of more than 512
+-- waiting jobs holds its last ones at tie 511, in id order: never ahead of earlier ones).
+-- Every score stays an exact integer in a double: a tier holds tags below 1.9e12 (strict) or
+-- 7.8e12 (weighted), turns enough for years at 1000 a second.
 local RANKS = {high = 0, normal = 1, low = 2}
 local TIER = 1e15
 local TIES = 512
@@ -87,21 +90,59 @@ local function count_waiting(prefix, user, by)
   end
 end
 
-local function enter_waiting(prefix, policy, waiting, id, priority, user)
-  local vt = tonumber(redis.call('HGET', prefix .. 'meta', vt_field(policy, priority)) or '0')
-  local flow = priority .. ':' .. (user or '')
-  local last = tonumber(redis.call('HGET', prefix .. 'ftag', flow) or '0')
-  local tag = math.max(vt, last) + policy.inc[priority]
-  redis.call('HSET', prefix .. 'ftag', flow, tag)
-  local seq = redis.call('HINCRBY', prefix .. 'meta', 'seq', 1)
-  local score = tag * TIES + seq % TIES
+-- The score of tag `tag` of `priority`'s turn with tie 0.
+local function turn_base(policy, priority, tag)
+  local base = tag * TIES
   if policy.strict then
-    score = RANKS[priority] * TIER + score
+    base = RANKS[priority] * TIER + base
   end
+  return base
+end
+
+-- The tag a new job of the flow would get, and whether it joins the turn being served.
+-- Finish tags are kept per virtual time (a zset 'ftag:<vt field>' of '<priority>:<user>'),
+-- and those the virtual time has reached go (claim.lua): they mean what no entry means.
+local function next_tag(prefix, policy, priority, user)
+  local vf = vt_field(policy, priority)
+  local vt = tonumber(redis.call('HGET', prefix .. 'meta', vf) or '0')
+  local finish = tonumber(redis.call('ZSCORE', prefix .. 'ftag:' .. vf,
+    priority .. ':' .. (user or '')) or '0')
+  return math.max(vt, finish), finish <= vt, vt
+end
+
+local function enter_waiting(prefix, policy, waiting, id, priority, user)
+  local tag, fresh = next_tag(prefix, policy, priority, user)
+  redis.call('ZADD', prefix .. 'ftag:' .. vt_field(policy, priority),
+    tag + policy.inc[priority], priority .. ':' .. (user or ''))
+  local base = turn_base(policy, priority, tag)
+  local tie = 0
+  local top = redis.call('ZREVRANGEBYSCORE', waiting, base + TIES - 1, base, 'WITHSCORES',
+    'LIMIT', 0, 1)
+  if #top > 0 then
+    tie = math.min(tonumber(top[2]) - base + 1, TIES - 1)
+  end
+  local score = base + tie
   redis.call('ZADD', waiting, score, id)
   redis.call('HSET', job_key(prefix, id), 'state', 'waiting', 'score', score)
   count_waiting(prefix, user, 1)
-  return score
+  -- fresh: the flow had no finish tag beyond the virtual time, so the job joins the turn
+  -- being served (as a newcomer's does); the ETA counts such arrivals as cut-ins.
+  return score, fresh
+end
+
+-- How far a waiting job's tag is ahead of its virtual time (tag units; 0 when it is not
+-- waiting): newcomers arriving later take their turns before it while this is above 0.
+local function distance_of(prefix, policy, id, priority)
+  local score = redis.call('ZSCORE', prefix .. 'waiting', id)
+  if not score or not priority then
+    return 0
+  end
+  score = tonumber(score)
+  if score >= PARKED then
+    score = score - PARKED
+  end
+  local vt = tonumber(redis.call('HGET', prefix .. 'meta', vt_field(policy, priority)) or '0')
+  return math.max(tag_of(policy, priority, score) - vt, 0)
 end
 
 -- Back to waiting at the job's old place (a stalled or released run): its stored score.

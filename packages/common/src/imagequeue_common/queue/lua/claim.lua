@@ -180,7 +180,7 @@ end
 local out = {'ok', 0, flags}
 local deadline = now + tonumber(ARGV[2])
 local leases, starts, data = {}, {}, {}
-local vts, per_user, flows, deadlined = {}, {}, {}, {}
+local vts, per_user, deadlined = {}, {}, {}
 for _, t in ipairs(taken) do
   local id, score, f = t[1], t[2], t[3]
   local user, priority = f[1] or '', f[3]
@@ -192,8 +192,6 @@ for _, t in ipairs(taken) do
   local tag = tag_of(policy, priority, score)
   local vf = vt_field(policy, priority)
   vts[vf] = math.max(vts[vf] or 0, tag)
-  local flow = priority .. ':' .. user
-  flows[flow] = math.max(flows[flow] or 0, tag)
   per_user[user] = (per_user[user] or 0) + 1
   emit(KEYS[5], ARGV[7], id, 'active', 'attempt', attempts)
   leases[#leases + 1] = deadline
@@ -212,17 +210,13 @@ for _, t in ipairs(taken) do
   out[#out + 1] = attempts
   out[#out + 1] = f[6]
 end
--- The virtual time moves up to the claimed tags; a flow whose last tag was claimed has no
--- job left waiting, and its entry goes (its user's next job starts from the virtual time,
--- as a new flow's does). Counts per user change once per user, not per job.
+-- The virtual time moves up to the claimed tags, and the finish tags it has reached go
+-- (a flow's next job starts from the virtual time then, as a new flow's does). Counts per
+-- user change once per user, not per job.
 for vf, tag in pairs(vts) do
   if tag > tonumber(redis.call('HGET', KEYS[6], vf) or '0') then
     redis.call('HSET', KEYS[6], vf, tag)
-  end
-end
-for flow, tag in pairs(flows) do
-  if tonumber(redis.call('HGET', prefix .. 'ftag', flow) or '-1') == tag then
-    redis.call('HDEL', prefix .. 'ftag', flow)
+    redis.call('ZREMRANGEBYSCORE', prefix .. 'ftag:' .. vf, '-inf', tag)
   end
 end
 for user, n in pairs(per_user) do

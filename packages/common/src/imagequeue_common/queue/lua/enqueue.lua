@@ -17,20 +17,29 @@
 -- place is answered instead of adding another
 -- ARGV[18] most jobs waiting or delayed in the queue (0: any)
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
--- delayed), jobs running now (for the ETA: which slots are busy)}; the same for the job
--- already queued under the key, plus its id, as a fourth value; 0 when the id exists, -1
+-- delayed), jobs running now (for the ETA: which slots are busy), its id, its tag's distance
+-- from the virtual time}; the same for the job already queued under the key (its id then
+-- is not ARGV[2]); 0 when the id exists, -1
 -- when the user already has ARGV[10] unfinished jobs, -2 when the queue is full (nothing
 -- changed in these cases, but a counter of the refusal).
 local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
+local policy = parse_policy(ARGV[15])
+-- The answer for a job in `state`: that, its place, the jobs running, its id and how far
+-- ahead of the virtual time its tag is (for the ETA's cut-ins; 0 unless waiting).
+local function answer(job, state)
+  local rank = redis.call('ZRANK', KEYS[1], job)
+  local priority = redis.call('HGET', job_key(ARGV[1], job), 'priority')
+  return {state, rank or -1, redis.call('ZCARD', KEYS[7]), job,
+    distance_of(ARGV[1], policy, job, priority)}
+end
 local replaces = nil
 local finished = {completed = KEYS[8], failed = KEYS[9], cancelled = KEYS[10],
   expired = ARGV[1] .. 'expired'}
 if redis.call('EXISTS', jk) == 1 then
   local mine = redis.call('HMGET', jk, 'nonce', 'state')
   if mine[1] == ARGV[12] then
-    local rank = redis.call('ZRANK', KEYS[1], id)
-    return {mine[2], rank or -1, redis.call('ZCARD', KEYS[7])}
+    return answer(id, mine[2])
   end
   if ARGV[13] ~= '1' or finished[mine[2]] == nil then
     return 0
@@ -43,7 +52,7 @@ if dedup ~= '' then
   if other then
     local st = redis.call('HGET', job_key(ARGV[1], other), 'state')
     if st == 'waiting' or st == 'delayed' or st == 'active' then
-      return {st, redis.call('ZRANK', KEYS[1], other) or -1, redis.call('ZCARD', KEYS[7]), other}
+      return answer(other, st)
     end
   end
 end
@@ -89,7 +98,12 @@ if delay > 0 then
   redis.call('HSET', jk, 'due_at', now + delay)
   redis.call('ZADD', KEYS[2], now + delay, id)
 else
-  enter_waiting(ARGV[1], parse_policy(ARGV[15]), KEYS[1], id, ARGV[5], ARGV[6])
+  local _, fresh = enter_waiting(ARGV[1], policy, KEYS[1], id, ARGV[5], ARGV[6])
+  if fresh then
+    -- Jobs that took the next turn of their priority, per second: the ETA's forecast of
+    -- later arrivals that will start before a job deeper in its own flow.
+    count_bucket(ARGV[1] .. 'arrt', ARGV[5], math.floor(now / 1000), 1, 60)
+  end
 end
 -- No index entry for an empty user id or ref: a job without them is found by its id only.
 if ARGV[6] ~= '' then
@@ -105,8 +119,4 @@ count_bucket(ARGV[1] .. 'arr', ARGV[5], math.floor(now / 1000), 1, 60)
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])
 emit(KEYS[3], ARGV[9], id, state, 'user', ARGV[6])
-local active = redis.call('ZCARD', KEYS[7])
-if delay > 0 then
-  return {state, -1, active}
-end
-return {state, redis.call('ZRANK', KEYS[1], id), active}
+return answer(id, state)

@@ -4,7 +4,8 @@
 -- ARGV[1] key prefix  ARGV[2] priority  ARGV[3] user id  ARGV[4] fairness policy
 -- ARGV[5] de-duplication key ('' for none)
 -- Returns {jobs that would be claimed before it, jobs running, jobs waiting or delayed,
--- the id of the unfinished job already queued under the key (or '')}.
+-- the id of the unfinished job already queued under the key (or ''), its tag's distance
+-- from the virtual time}.
 local prefix = ARGV[1]
 local dup = ''
 if ARGV[5] ~= '' then
@@ -18,15 +19,10 @@ if ARGV[5] ~= '' then
 end
 local policy = parse_policy(ARGV[4])
 local priority = ARGV[2]
-local vt = tonumber(redis.call('HGET', KEYS[4], vt_field(policy, priority)) or '0')
-local last = tonumber(redis.call('HGET', prefix .. 'ftag', priority .. ':' .. ARGV[3]) or '0')
-local tag = math.max(vt, last) + policy.inc[priority]
-local score = tag * TIES
-if policy.strict then
-  score = RANKS[priority] * TIER + score
-end
+local tag, _, vt = next_tag(prefix, policy, priority, ARGV[3])
+local score = turn_base(policy, priority, tag)
 -- Every job of an earlier tag goes first, and those of the same tier already queued in
 -- this turn (a lower sequence number).
 local ahead = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. (score + TIES))
 local queued = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
-return {ahead, redis.call('ZCARD', KEYS[3]), queued, dup}
+return {ahead, redis.call('ZCARD', KEYS[3]), queued, dup, tag - vt}

@@ -20,8 +20,12 @@ end
 local policy = parse_policy(ARGV[5])
 for _, id in ipairs(ids) do
   local jk = job_key(ARGV[1], id)
-  local f = redis.call('HMGET', jk, 'priority', 'user')
+  local f = redis.call('HMGET', jk, 'priority', 'user', 'dedup')
   redis.call('ZREM', KEYS[1], id)
+  -- Unfinished again, it is its key's job once more, unless another took the key meanwhile.
+  if f[3] and f[3] ~= '' then
+    redis.call('HSETNX', ARGV[1] .. 'dedup', f[3], id)
+  end
   enter_waiting(ARGV[1], policy, KEYS[2], id, f[1], f[2])
   redis.call('HSET', jk, 'attempts', 0, 'stalls', 0, 'progress', 0)
   redis.call('HDEL', jk, 'finished_at', 'cancel', 'result')
