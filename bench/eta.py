@@ -114,6 +114,8 @@ class Run:
             "RATE_LIMIT_MAX": "10", "RATE_LIMIT_DURATION_MS": str(scenario.rate_window_ms),
             "AI_GENERATION_API_URL": f"{stub_url}/generate", "LOG_LEVEL": "warning",
             "EXPECTED_JOB_S": f"{scenario.expected_job_s:g}",
+            # The flooder's 60 creations in a row are not to meet the per-user request limit.
+            **({"API_USER_RPS": "0"} if scenario.flood else {}),
         }  # fmt: skip
         self.log = tmp / f"{scenario.name}-api.log"
 
