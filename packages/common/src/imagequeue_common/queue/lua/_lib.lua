@@ -111,7 +111,7 @@ local function next_tag(prefix, policy, priority, user)
 end
 
 local function enter_waiting(prefix, policy, waiting, id, priority, user)
-  local tag, fresh = next_tag(prefix, policy, priority, user)
+  local tag, fresh, vt = next_tag(prefix, policy, priority, user)
   redis.call('ZADD', prefix .. 'ftag:' .. vt_field(policy, priority),
     tag + policy.inc[priority], priority .. ':' .. (user or ''))
   local base = turn_base(policy, priority, tag)
@@ -126,8 +126,9 @@ local function enter_waiting(prefix, policy, waiting, id, priority, user)
   redis.call('HSET', job_key(prefix, id), 'state', 'waiting', 'score', score)
   count_waiting(prefix, user, 1)
   -- fresh: the flow had no finish tag beyond the virtual time, so the job joins the turn
-  -- being served (as a newcomer's does); the ETA counts such arrivals as cut-ins.
-  return score, fresh
+  -- being served (as a newcomer's does); the ETA counts such arrivals as cut-ins. The last
+  -- value is the tag's distance from the virtual time (see distance_of).
+  return score, fresh, tag - vt
 end
 
 -- How far a waiting job's tag is ahead of its virtual time (tag units; 0 when it is not

@@ -26,12 +26,15 @@ local id = ARGV[2]
 local jk = job_key(ARGV[1], id)
 local policy = parse_policy(ARGV[15])
 -- The answer for a job in `state`: that, its place, the jobs running, its id and how far
--- ahead of the virtual time its tag is (for the ETA's cut-ins; 0 unless waiting).
-local function answer(job, state)
+-- ahead of the virtual time its tag is (for the ETA's cut-ins; 0 unless waiting; read
+-- unless given).
+local function answer(job, state, distance)
   local rank = redis.call('ZRANK', KEYS[1], job)
-  local priority = redis.call('HGET', job_key(ARGV[1], job), 'priority')
-  return {state, rank or -1, redis.call('ZCARD', KEYS[7]), job,
-    distance_of(ARGV[1], policy, job, priority)}
+  if not distance then
+    local priority = redis.call('HGET', job_key(ARGV[1], job), 'priority')
+    distance = distance_of(ARGV[1], policy, job, priority)
+  end
+  return {state, rank or -1, redis.call('ZCARD', KEYS[7]), job, distance}
 end
 local replaces = nil
 local finished = {completed = KEYS[8], failed = KEYS[9], cancelled = KEYS[10],
@@ -78,27 +81,39 @@ local state = 'waiting'
 if delay > 0 then
   state = 'delayed'
 end
-redis.call('HSET', jk, 'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[6],
-  'state', state, 'attempts', 0, 'max_attempts', ARGV[8], 'created_at', now,
-  'nonce', ARGV[12])
-if ARGV[14] == '0' then
-  redis.call('HSET', jk, 'unlimited', '1')
+-- One HSET for every field (enter_waiting adds the score).
+local fields = {'name', ARGV[3], 'priority', ARGV[5], 'user', ARGV[6], 'state', state,
+  'attempts', 0, 'max_attempts', ARGV[8], 'created_at', now, 'nonce', ARGV[12]}
+local function field(name, value)
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
 end
-redis.call('SET', data_key(ARGV[1], id), ARGV[4])
+if ARGV[14] == '0' then
+  field('unlimited', '1')
+end
 local deadline = tonumber(ARGV[16])
 if deadline > 0 then
-  redis.call('HSET', jk, 'start_by', now + deadline)
+  field('start_by', now + deadline)
   redis.call('ZADD', ARGV[1] .. 'deadlines', now + deadline, id)
 end
 if dedup ~= '' then
-  redis.call('HSET', jk, 'dedup', dedup)
+  field('dedup', dedup)
   redis.call('HSET', ARGV[1] .. 'dedup', dedup, id)
 end
 if delay > 0 then
-  redis.call('HSET', jk, 'due_at', now + delay)
+  field('due_at', now + delay)
+end
+if ARGV[11] ~= '' then
+  field('ref', ARGV[11])
+end
+redis.call('HSET', jk, unpack(fields))
+redis.call('SET', data_key(ARGV[1], id), ARGV[4])
+local distance = 0  -- a delayed job's
+if delay > 0 then
   redis.call('ZADD', KEYS[2], now + delay, id)
 else
-  local _, fresh = enter_waiting(ARGV[1], policy, KEYS[1], id, ARGV[5], ARGV[6])
+  local _, fresh
+  _, fresh, distance = enter_waiting(ARGV[1], policy, KEYS[1], id, ARGV[5], ARGV[6])
   if fresh then
     -- Jobs that took the next turn of their priority, per second: the ETA's forecast of
     -- later arrivals that will start before a job deeper in its own flow.
@@ -110,7 +125,6 @@ if ARGV[6] ~= '' then
   redis.call('ZADD', index_key(ARGV[1], 'byuser', ARGV[6]), now, id)
 end
 if ARGV[11] ~= '' then
-  redis.call('HSET', jk, 'ref', ARGV[11])
   redis.call('ZADD', index_key(ARGV[1], 'byref', ARGV[11]), now, id)
 end
 -- Arrivals per priority per second, the last minute kept: the ETA's forecast of the jobs
@@ -119,4 +133,4 @@ count_bucket(ARGV[1] .. 'arr', ARGV[5], math.floor(now / 1000), 1, 60)
 -- Wake for delayed jobs too: a worker blocked until a later due time must recompute it.
 wake(KEYS[4])
 emit(KEYS[3], ARGV[9], id, state, 'user', ARGV[6])
-return answer(id, state)
+return answer(id, state, distance)
