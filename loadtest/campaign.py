@@ -24,11 +24,13 @@ API_NAMES: Final = frozenset({POST_CHARACTER, GET_GENERATION})
 
 
 class Client(msgspec.Struct, frozen=True):
-    """One simulated user's identity: its user id, tier and API key."""
+    """One simulated user's identity: its user id, tier and API key, and how many
+    characters it makes (more than one: a flooder of the flood scenario)."""
 
     user_id: str
     tier: Tier
     key: str
+    characters: int = 1
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,10 +40,14 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     pose_ids: list[str]
     poll_min_s: float
     poll_max_s: float
+    pace_s: float = 0.1
+    """A flooder's pause after each of its requests but the polls of an unfinished job:
+    one request per ``pace_s`` stays under the API's per-user rate (``API_USER_RPS``)."""
 
 
 class Outcome(msgspec.Struct, kw_only=True):
-    """What happened to one simulated user's character, as the user saw it."""
+    """What happened to one simulated user's character, as the user saw it (a flooder has
+    one per character)."""
 
     user_id: str
     tier: Tier

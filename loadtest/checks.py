@@ -7,7 +7,7 @@
    it but not held to the API's target;
 3. the stub never saw more submissions than the rate limit in any sliding 1-second window;
 4. every character got exactly one image (read from the store), every user exactly one
-   character, one file per image;
+   character (a flooder its ``--flood-jobs``), one file per image;
 5. the drain — first POST to last completion (the jobs' ``finished_at``, Redis server time)
    — at most 5 % over the physical limit ``max(N / rate, N * mean / slots) + mean``, with
    the mean latency taken from the stub's configuration (30-60 s times the scale). Only
@@ -20,6 +20,9 @@
    the future, see ``eta_floor``) is above 15 %, at most the floor: no ETA told at creation
    can know the higher-priority jobs still to come or how long the job's own run will be.
    The p90 is reported beside it.
+
+N counts the run's characters: one per user, and a flooder's many in the flood scenario,
+which adds check 7, the fair share (``loadtest.fairness``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import msgspec
 
 from loadtest.campaign import API_NAMES, GET_IMAGE, Histogram, Results
 from loadtest.locust_csv import StatsRow
-from loadtest.options import Options
+from loadtest.options import FLOOD_TIER, Options
 
 P95_MS: Final = 200
 P99_MS: Final = 500
@@ -53,6 +56,7 @@ class JobFacts(msgspec.Struct, frozen=True):
     started_at: int | None
     finished_at: int | None
     attempts: int
+    user: str = ""
 
 
 class Facts(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +75,8 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     images: dict[str, int]
     """Character id → images the store holds for it (-1: no such character)."""
     characters_per_user: dict[str, int]
+    planned: dict[str, int]
+    """User id → the characters it was to make (1; a flooder its ``--flood-jobs``)."""
     files: int
     stub_peak_per_second: int
     stub_submissions: int
@@ -110,7 +116,7 @@ def percentile(histograms: Iterable[Histogram], fraction: float) -> float | None
 
 def physical_limit_s(options: Options) -> float:
     """``max(N / rate, N * mean / slots) + mean``: the fastest any queue could drain."""
-    n, mean = options.users, options.mean_latency_s
+    n, mean = options.jobs, options.mean_latency_s
     return max(n / options.rate_limit, n * mean / options.slots) + mean
 
 
@@ -126,7 +132,7 @@ def drain_s(facts: Facts) -> float | None:
     outcomes = facts.results.outcomes if facts.results else []
     posted = [o.posted_at for o in outcomes if o.posted_at is not None]
     finished = [j.finished_at for j in facts.jobs if j.state == "completed" and j.finished_at]
-    if not posted or len(finished) < facts.options.users:
+    if not posted or len(finished) < facts.options.jobs:
         return None
     return max(finished) / 1000 - min(posted)
 
@@ -167,17 +173,18 @@ def check_upstream(facts: Facts) -> Check:
 
 
 def check_images(facts: Facts) -> Check:
-    """4: every character exactly one image, every user exactly one character."""
-    users = facts.options.users
+    """4: every character exactly one image, every user exactly its planned characters."""
+    jobs = facts.options.jobs
     outcomes = facts.results.outcomes if facts.results else []
     made = [o.character_id for o in outcomes if o.character_id]
     wrong = sorted(c for c, n in facts.images.items() if n != 1)
-    extra = sorted(u for u, n in facts.characters_per_user.items() if n != 1)
+    extra = sorted(u for u, n in facts.characters_per_user.items() if n != facts.planned[u])
     fetched = sum(o.image_ok for o in outcomes)
-    passed = (len(made) == users and not wrong and not extra and facts.files == users
-              and fetched == users)  # fmt: skip
-    detail = (f"{len(made)}/{users} characters, {len(facts.images) - len(wrong)} with exactly "
-              f"one image, {len(extra)} users with other than one character, {facts.files} "
+    passed = (len(made) == jobs and not wrong and not extra and facts.files == jobs
+              and fetched == jobs)  # fmt: skip
+    planned = "their planned characters" if facts.options.flood else "one character"
+    detail = (f"{len(made)}/{jobs} characters, {len(facts.images) - len(wrong)} with exactly "
+              f"one image, {len(extra)} users with other than {planned}, {facts.files} "
               f"files, {fetched} PNGs fetched")  # fmt: skip
     if wrong:
         detail += f"; e.g. {wrong[0]} has {facts.images[wrong[0]]}"
@@ -189,8 +196,8 @@ def check_drain(facts: Facts) -> Check:
     limit = physical_limit_s(facts.options)
     drain = drain_s(facts)
     if drain is None:
-        unfinished = facts.options.users - sum(j.state == "completed" for j in facts.jobs)
-        detail = f"not drained: {unfinished} of {facts.options.users} jobs unfinished"
+        unfinished = facts.options.jobs - sum(j.state == "completed" for j in facts.jobs)
+        detail = f"not drained: {unfinished} of {facts.options.jobs} jobs unfinished"
         return Check(5, "drain at most 5 % over the physical limit", False, detail)
     ratio = drain / limit
     passed = ratio <= 1 + DRAIN_TOLERANCE
@@ -205,8 +212,9 @@ def eta_errors(facts: Facts) -> dict[str, dict[str, float | int | str | None]]:
     median ``floor`` (``eta_floor``: the error of the best ETA blind to the future)."""
     outcomes = facts.results.outcomes if facts.results else []
     told = {o.job_id: (o.tier, o.eta_s) for o in outcomes if o.job_id}
-    errors: dict[str, list[float]] = {t: [] for t in TIERS}
-    unseen: dict[str, list[float]] = {t: [] for t in TIERS}
+    tiers = (FLOOD_TIER,) if facts.options.flood else TIERS
+    errors: dict[str, list[float]] = {t: [] for t in tiers}
+    unseen: dict[str, list[float]] = {t: [] for t in tiers}
     missing: Counter[str] = Counter()
     done = [j for j in facts.jobs if j.state == "completed" and j.finished_at and j.started_at]
     floor = eta_floor((j.job_id, j.created_at, j.started_at or 0, j.finished_at or 0)

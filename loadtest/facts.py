@@ -36,7 +36,8 @@ async def job_facts(ledger: JobLedger, job_ids: list[str]) -> list[JobFacts]:
         except JobNotFoundError:
             continue
         found.append(JobFacts(job.id, job.priority.value, job.state.value, job.created_at,
-                              job.started_at, job.finished_at, job.attempts))  # fmt: skip
+                              job.started_at, job.finished_at, job.attempts,
+                              job.user))  # fmt: skip
     return found
 
 
@@ -84,6 +85,7 @@ class Gatherer:
             failures=read_failures(csv_prefix), exceptions=read_exceptions(csv_prefix),
             results=results, jobs=await job_facts(self.ledger, job_ids),
             images=await image_counts(self.store, character_ids), characters_per_user=per_user,
+            planned={c.user_id: c.characters for c in plan.clients},
             files=count_files(self.assets_dir), stub_peak_per_second=stub["peak_per_second"],
             stub_submissions=stub["submissions"], stub_statuses=stub["statuses"],
             redis_version=str(server.get("redis_version", "?")),

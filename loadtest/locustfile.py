@@ -8,7 +8,9 @@ them in ``--plan-file``); by hand::
 
 A user: POST a character (its job is queued in the same request), poll
 ``GET /api/v1/generations/{id}`` every ``poll_min_s``-``poll_max_s`` (jittered by Locust's
-wait time) until the job ends, GET the image URL and check it is a PNG, then idle. When
+wait time) until the job ends, GET the image URL and check it is a PNG, then idle. A
+flooder (the flood scenario; its client has ``characters`` > 1) POSTs all its characters
+first, one request per ``pace_s``, then follows them oldest first in the same way. When
 every user is done the run quits by itself, so ``--run-time`` is only a ceiling.
 """
 
@@ -61,15 +63,18 @@ class Campaign:
         self._next = count()
         self._done = 0
 
-    def enlist(self) -> tuple[Client, Outcome]:
-        """The next client of the plan (one per user, in spawn order) and its outcome."""
+    def enlist(self) -> Client:
+        """The next client of the plan (one per user, in spawn order)."""
         index = next(self._next)
         if index >= len(self.plan.clients):
             raise RuntimeError(f"more users than the plan's {len(self.plan.clients)} clients")
-        client = self.plan.clients[index]
+        return self.plan.clients[index]
+
+    def outcome(self, client: Client) -> Outcome:
+        """A new outcome of ``client``'s: one per character it makes."""
         outcome = Outcome(user_id=client.user_id, tier=client.tier)
         self.outcomes.append(outcome)
-        return client, outcome
+        return outcome
 
     def finished(self) -> None:
         """One user is done; the last one ends the run."""
@@ -134,13 +139,20 @@ class CharacterUser(FastHttpUser):
         if self.campaign is None:
             raise RuntimeError("the campaign was not started (no --plan-file)")
         self.plan = self.campaign.plan
-        me, self.outcome = self.campaign.enlist()
-        self.headers = {"Authorization": f"Bearer {me.key}"}
+        self.me = self.campaign.enlist()
+        self.outcome = self.campaign.outcome(self.me)
+        """The outcome of the character the user is creating or following now."""
+        self.headers = {"Authorization": f"Bearer {self.me.key}"}
         self.result_url: str | None = None
-        self.steps: Iterator[None] = self._life()
+        self.pace: float | None = None
+        """The next pause when it is not a poll's (a flooder's ``pace_s``)."""
+        self.steps: Iterator[None] = self._flood() if self.me.characters > 1 else self._life()
 
     def wait_time(self) -> float:
-        """The pause between two polls: uniform in the plan's interval (spreads the load)."""
+        """The pause between two polls: uniform in the plan's interval (spreads the load);
+        a flooder's other requests: its pace."""
+        if self.pace is not None:
+            return self.pace
         return random.uniform(self.plan.poll_min_s, self.plan.poll_max_s)  # noqa: S311
 
     @task
@@ -155,6 +167,29 @@ class CharacterUser(FastHttpUser):
                 yield
             if self.outcome.state == "completed":
                 self._fetch_image()
+        if self.campaign is not None:
+            self.campaign.finished()
+
+    def _flood(self) -> Iterator[None]:
+        """A flooder: every character at its pace, then each followed, oldest first."""
+        made = []
+        self.pace = self.plan.pace_s
+        for n in range(self.me.characters):
+            if n and self.campaign is not None:
+                self.outcome = self.campaign.outcome(self.me)
+            if not self._create():
+                break
+            made.append(self.outcome)
+            yield
+        for self.outcome in made:
+            self.pace = None
+            while self._poll():
+                yield
+            self.pace = self.plan.pace_s
+            yield
+            if self.outcome.state == "completed":
+                self._fetch_image()
+                yield
         if self.campaign is not None:
             self.campaign.finished()
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
+from imagequeue_common.errors import SettingsError
+from imagequeue_common.settings import load_settings
 from loadtest.campaign import Tier
 
 STUB_LATENCY_MIN_S: Final = 30.0
@@ -15,6 +17,12 @@ STUB_LATENCY_MAX_S: Final = 60.0
 """The seed's GPU time per image; the stub multiplies both by ``latency_scale``."""
 TIER_MIX: Final[tuple[tuple[Tier, int], ...]] = (("premium", 20), ("regular", 60), ("bulk", 20))
 """Percent of the users per tier (premium → high, regular → normal, bulk → low priority)."""
+Scenario = Literal["mixed", "flood"]
+SCENARIOS: Final[tuple[Scenario, ...]] = ("mixed", "flood")
+FLOOD_TIER: Final[Tier] = "regular"
+"""Every user's tier in the flood scenario: one priority, so what is measured is the fair
+share among the users of one priority."""
+DEFAULT_FLOODERS: Final = 5
 
 
 class Options(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +50,19 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str = ""
     """``REDIS_URL`` when given (the run then works in a queue of its own and deletes its
     keys afterwards); empty: a private redis-server."""
+    scenario: Scenario = "mixed"
+    """``mixed``: one character per user, tiers mixed (``TIER_MIX``); ``flood``: one tier,
+    and the first ``flooders`` users make ``flood_jobs`` characters each at the start."""
+    flooders: int = DEFAULT_FLOODERS
+    flood_jobs: int = 100
+    """Characters per flooder: at most ``user_max_pending``, so none is refused."""
+    user_max_pending: int = 100
+    """``USER_MAX_PENDING`` the stack runs with (passed through from the environment)."""
+    api_user_rps: int = 20
+    """``API_USER_RPS`` the stack runs with: a flooder paces itself at half of it."""
+    rate_limit_guard_ms: int = 25
+    """``RATE_LIMIT_GUARD_MS`` the stack runs with: each upstream permit's window is this
+    much longer than the rate limit's 1 s, which the starts per second sustained pay for."""
 
     @property
     def slots(self) -> int:
@@ -52,6 +73,23 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     def mean_latency_s(self) -> float:
         """The stub's configured mean time per image."""
         return (STUB_LATENCY_MIN_S + STUB_LATENCY_MAX_S) / 2 * self.latency_scale
+
+    @property
+    def max_latency_s(self) -> float:
+        """The stub's configured longest time per image."""
+        return STUB_LATENCY_MAX_S * self.latency_scale
+
+    @property
+    def flood(self) -> bool:
+        """The flood scenario."""
+        return self.scenario == "flood"
+
+    @property
+    def jobs(self) -> int:
+        """Characters (and image jobs) the whole run makes."""
+        if not self.flood:
+            return self.users
+        return self.users - self.flooders + self.flooders * self.flood_jobs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,6 +158,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--scheduler", action="store_true", help="also run the cleanup scheduler")
     add(
+        "--scenario",
+        choices=SCENARIOS,
+        default=d.scenario,
+        help="mixed: one character per user, tiers mixed (default); flood: one tier, and "
+        "--flooders users make --flood-jobs characters each at the start",
+    )
+    add(
+        "--flooders",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"flood: users that make many characters (default {DEFAULT_FLOODERS})",
+    )
+    add(
+        "--flood-jobs",
+        type=int,
+        default=None,
+        metavar="M",
+        help="flood: characters per flooder, at most USER_MAX_PENDING "
+        "(default: USER_MAX_PENDING, 100 unless set)",
+    )
+    add(
         "--out",
         default=d.out_dir,
         dest="out_dir",
@@ -133,6 +193,18 @@ def parse_options(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Opt
     """The run's options from ``argv`` and ``REDIS_URL``; exits with a usage error."""
     parser = _parser()
     args = parser.parse_args(argv)
+    try:
+        settings = load_settings(environ)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    quota = settings.user_max_pending
+    flood = args.scenario == "flood"
+    if not flood and (args.flooders is not None or args.flood_jobs is not None):
+        parser.error("--flooders and --flood-jobs belong to --scenario flood")
+    if args.flooders is None:
+        args.flooders = DEFAULT_FLOODERS
+    if args.flood_jobs is None:
+        args.flood_jobs = quota or 100
     checks = [
         ("--users must be at least 1", args.users >= 1),
         ("--spawn-rate must be above 0", args.spawn_rate > 0),
@@ -144,10 +216,15 @@ def parse_options(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Opt
         ("--api-processes must be from 1 to 64", 1 <= args.api_processes <= 64),
         ("--poll-min must be above 0 and at most --poll-max",
          0 < args.poll_min_s <= args.poll_max_s),
+        ("--flooders must be at least 1 and below --users (the check needs single-job users)",
+         not flood or 1 <= args.flooders < args.users),
+        (f"--flood-jobs must be from 2 to USER_MAX_PENDING ({quota}), so none is refused",
+         not flood or 2 <= args.flood_jobs <= (quota or args.flood_jobs)),
     ]  # fmt: skip
     for message, ok in checks:
         if not ok:
             parser.error(message)
-    return msgspec.convert(
-        {**vars(args), "redis_url": environ.get("REDIS_URL", "").strip()}, Options
-    )
+    stack = {"redis_url": environ.get("REDIS_URL", "").strip(), "user_max_pending": quota,
+             "api_user_rps": settings.api_user_rps,
+             "rate_limit_guard_ms": settings.rate_limit_guard_ms}  # fmt: skip
+    return msgspec.convert({**vars(args), **stack}, Options)

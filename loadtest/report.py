@@ -2,11 +2,13 @@
 
 Charts: the queue's depth per state (sampled every second), upstream submissions per second
 against the rate limit (the stub's ``recent``), and API latency and load over time (Locust's
-``_stats_history.csv``, whose percentiles cover Locust's last ~10 s).
+``_stats_history.csv``, whose percentiles cover Locust's last ~10 s); in the flood scenario
+also each single-job user's wait against its fair-share bound (``loadtest.fairness``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -28,6 +30,7 @@ from loadtest.checks import (
     percentile,
     physical_limit_s,
 )
+from loadtest.fairness import capacity_per_s, figures, shares_of
 from loadtest.locust_csv import HistoryRow
 from loadtest.sampler import QueueSample
 
@@ -78,6 +81,7 @@ def summary(facts: Facts, checks: list[Check], report_dir: Path) -> dict[str, An
         "drain_vs_physical_limit": round(drain / limit, 3) if drain is not None else None,
         "wait_s_p50": wait_by_tier(facts),
         "eta_relative_error": eta_errors(facts),
+        **figures(facts),
         "checks_passed": f"{sum(c.passed for c in checks)}/{len(checks)}",
         "report": str(report_dir / "report.html"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
@@ -143,6 +147,22 @@ def load_chart(history: list[HistoryRow], t0: float) -> str:
     return chart(series, x_label="seconds since the first POST", y_label="requests/s, users")
 
 
+def fair_share_chart(facts: Facts, t0: float) -> str:
+    """Each single-job user's wait, its fair share ``N / C`` and its bound, by arrival."""
+    capacity = capacity_per_s(facts.options)
+    # Users who arrived together (Locust starts a second's users at once), shortest wait first.
+    shares = sorted((s for s in shares_of(facts) if math.isfinite(s.wait_s)),
+                    key=lambda s: (s.created_ms, s.wait_s))  # fmt: skip
+    at = [(s.created_ms / 1000 - t0, s) for s in shares]
+    series = [Series("wait", [(x, s.wait_s) for x, s in at], "#1f77b4"),
+              Series("fair share N / C", [(x, s.users_waiting / capacity) for x, s in at],
+                     "#2ca02c"),
+              Series("bound: fair share + one job time", [(x, s.bound_s) for x, s in at],
+                     "#d62728")]  # fmt: skip
+    return chart(series, x_label="seconds since the first POST (the user's arrival)",
+                 y_label="seconds")  # fmt: skip
+
+
 def write_report(
     path: Path, facts: Facts, checks: list[Check], line: dict[str, Any], *,
     queue: list[QueueSample], arrivals: list[float], history: list[HistoryRow],
@@ -164,6 +184,9 @@ def write_report(
          latency_chart(history, t0)),
         ("Load: requests per second and live users", load_chart(history, t0)),
     ]  # fmt: skip
+    if facts.options.flood:
+        sections.append(("Single-job users: wait against the fair-share bound (check 7), by "
+                         "arrival", fair_share_chart(facts, t0)))  # fmt: skip
     charts = "".join(f"<h2>{escape(title)}</h2>{svg}" for title, svg in sections)
     path.write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>imagequeue load test</title>

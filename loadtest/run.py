@@ -2,12 +2,14 @@
 
 1. Start the stack (``loadtest.stack``): a private Redis unless ``REDIS_URL`` is given, the
    stub AI server, the API, the workers, optionally the scheduler; wait until all are ready.
-2. Make one API key per simulated user (20 % premium, 60 % regular, 20 % bulk) and write
-   the plan for the Locust process.
+2. Make one API key per simulated user (20 % premium, 60 % regular, 20 % bulk; the flood
+   scenario: all regular, the first ``--flooders`` users with ``--flood-jobs`` characters
+   each) and write the plan for the Locust process.
 3. Run Locust headless as a subprocess (``loadtest/locustfile.py``) while sampling the
    queue and the stub; Locust quits by itself when every user has its image.
 4. Gather the facts, stop everything (also on a failure or Ctrl-C), check the six targets
-   (``loadtest.checks``), write ``loadtest/reports/<UTC timestamp>/`` and print one
+   (``loadtest.checks``; the flood scenario adds a seventh, the fair share:
+   ``loadtest.fairness``), write ``loadtest/reports/<UTC timestamp>/`` and print one
    PASS/FAIL line per check and one JSON summary line. Exit 1 when a check failed.
 """
 
@@ -30,10 +32,11 @@ from imagequeue_api.apikeys import ApiKeyStore
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.store import CharacterStore, open_store
 from loadtest.campaign import Client, Plan, Tier, write_plan
-from loadtest.checks import Check, Facts, evaluate
+from loadtest.checks import Check, Facts
 from loadtest.facts import Gatherer
+from loadtest.fairness import all_checks
 from loadtest.locust_csv import read_history
-from loadtest.options import TIER_MIX, Options, parse_options
+from loadtest.options import FLOOD_TIER, TIER_MIX, Options, parse_options
 from loadtest.report import summary, write_report
 from loadtest.sampler import Sampler
 from loadtest.stack import ROOT, Service, Stack, StackError, say
@@ -59,13 +62,17 @@ async def make_plan(
     keys = ApiKeyStore(client, queue)
     clients = []
     for i in range(options.users):
-        user_id, tier = f"lt-{i:05d}", tier_of(i)
+        user_id, tier = f"lt-{i:05d}", FLOOD_TIER if options.flood else tier_of(i)
+        # The flooders come first: Locust starts the users in the plan's order.
+        characters = options.flood_jobs if options.flood and i < options.flooders else 1
         plaintext, _ = await keys.create(user_id, tier, "load test")
-        clients.append(Client(user_id, tier, plaintext))
+        clients.append(Client(user_id, tier, plaintext, characters))
     monitor, _ = await keys.create("lt-monitor", "premium", "load test sampler")
     poses = [p.id for p in await store.list_poses()]
+    # Half the per-user request rate, as a well-behaved client keeps (the dev demo does).
+    pace = 2 / options.api_user_rps if options.api_user_rps else 0.02
     plan = Plan(clients=clients, pose_ids=poses, poll_min_s=options.poll_min_s,
-                poll_max_s=options.poll_max_s)  # fmt: skip
+                poll_max_s=options.poll_max_s, pace_s=pace)  # fmt: skip
     return plan, monitor
 
 
@@ -95,7 +102,10 @@ async def run_locust(locust: Service, sampler: Sampler, options: Options) -> int
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop), name="sampler")
     locust.start()
-    say(f"Locust: {options.users} users at {options.spawn_rate:g}/s (log: {locust.log_path})")
+    flood = (f", {options.flooders} of them flooders with {options.flood_jobs} characters each"
+             if options.flood else "")  # fmt: skip
+    say(f"Locust: {options.users} users at {options.spawn_rate:g}/s{flood} "
+        f"(log: {locust.log_path})")  # fmt: skip
     try:
         # A thread waits for the process, so the event loop stays free for the sampler.
         await asyncio.to_thread(locust.wait, options.max_duration_s + LOCUST_GRACE_S)
@@ -117,7 +127,7 @@ async def drive(
         plan_path = work_dir / "plan.json"
         write_plan(plan_path, plan)
         sampler = Sampler(
-            stack.api_url, monitor_key, stack.stub_url, options.users, options.rate_limit
+            stack.api_url, monitor_key, stack.stub_url, options.jobs, options.rate_limit
         )
         locust = locust_service(options, stack, plan_path, report_dir)
         exit_code = await run_locust(locust, sampler, options)
@@ -134,7 +144,7 @@ async def drive(
 
 def conclude(facts: Facts, sampler: Sampler, report_dir: Path) -> list[Check]:
     """Check the targets, write the reports, print the verdict lines; the checks."""
-    checks = evaluate(facts)
+    checks = all_checks(facts)
     line = summary(facts, checks, report_dir)
     arrivals = sorted(sampler.submissions.values())
     history = read_history(report_dir / "locust")
@@ -143,6 +153,7 @@ def conclude(facts: Facts, sampler: Sampler, report_dir: Path) -> list[Check]:
     (report_dir / "summary.json").write_text(json.dumps(line, indent=2) + "\n")
     samples = {"queue": sampler.queue, "upstream_arrivals": arrivals}
     (report_dir / "samples.json").write_bytes(msgspec.json.encode(samples))
+    (report_dir / "jobs.json").write_bytes(msgspec.json.encode(facts.jobs))
     for check in checks:
         print(check.line(), flush=True)
     print(json.dumps(line), flush=True)
@@ -171,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     report_dir = Path(options.out_dir) / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report_dir.mkdir(parents=True, exist_ok=True)
     say(f"reports in {report_dir}")
-    if options.spawn_rate <= options.rate_limit:
+    if options.spawn_rate <= options.rate_limit and not options.flood:
         say("note: users arrive no faster than the rate limit, so no backlog forms and the "
             "drain measures the arrivals, not the queue")  # fmt: skip
     try:
