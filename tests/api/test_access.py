@@ -63,7 +63,13 @@ async def test_a_created_key_authenticates_and_only_its_digest_is_stored(
         f"iq:{{{queue_name}}}:apikey:{key.key_id}",
         f"iq:{{{queue_name}}}:apikeys",
         f"iq:{{{queue_name}}}:apikeys:user:user-1",
+        f"iq:{{{queue_name}}}:whsec:{key.key_id}",  # its webhook secret, kept to sign with
     ]
+    # The API key itself is in no key, the webhook secret only in its own.
+    for name in await keys_of(redis, queue_name):
+        kind = await redis.type(name)
+        values = await redis.hvals(name) if kind == "hash" else await redis.smembers(name)
+        assert not any(secret in v for v in values)
 
 
 async def test_wrong_or_malformed_keys_do_not_authenticate(

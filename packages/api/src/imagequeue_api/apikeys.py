@@ -10,6 +10,7 @@ Redis layout (all under the queue's hash tag, like the engine's keys)::
     <ns>:{<queue>}:apikey:<key_id>         hash: digest, user_id, tier, label, created_at
     <ns>:{<queue>}:apikeys                 set of every key id
     <ns>:{<queue>}:apikeys:user:<user_id>  set of one user's key ids
+    <ns>:{<queue>}:whsec:<key_id>          its webhook signing secrets (``webhook_secrets``)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final, Literal, get_args
+from typing import Final, Literal, NamedTuple, get_args
 
 import msgspec
 from redis.asyncio import Redis
@@ -28,6 +29,8 @@ from redis.typing import EncodableT, FieldT
 
 from imagequeue_common.contracts import Priority
 from imagequeue_common.queue.keys import QueueKeys
+from imagequeue_common.webhook_secrets import WebhookSecrets
+from imagequeue_common.webhook_signing import new_secret
 
 Tier = Literal["premium", "regular", "bulk"]
 TIERS: Final[tuple[Tier, ...]] = get_args(Tier)
@@ -87,6 +90,15 @@ def _load(key_id: str, values: Sequence[bytes | str | None]) -> ApiKey | None:
     return msgspec.convert({"key_id": key_id, **fields}, ApiKey)
 
 
+class NewKey(NamedTuple):
+    """A key just made: the two secrets shown this once, and its record."""
+
+    plaintext: str
+    record: ApiKey
+    webhook_secret: str
+    """Signs the webhook deliveries of this key's jobs (``whsec_…``)."""
+
+
 class ApiKeyStore:
     """API keys of one queue, in Redis."""
 
@@ -94,6 +106,8 @@ class ApiKeyStore:
         self._redis = redis
         self._keys = QueueKeys.for_queue(queue, namespace)
         self._all = self._keys.api_keys
+        self.webhook_secrets = WebhookSecrets(redis, queue, namespace)
+        """The keys' webhook signing secrets (rotation, and what signs a delivery)."""
 
     def _key(self, key_id: str) -> str:
         return self._keys.api_key(key_id)
@@ -102,10 +116,17 @@ class ApiKeyStore:
         return self._keys.api_keys_of(user_id)
 
     async def create(self, user_id: str, tier: str, label: str = "") -> tuple[str, ApiKey]:
-        """Create a key for ``user_id``; returns ``(plaintext key, its record)``.
+        """Create a key for ``user_id``; returns ``(plaintext key, its record)``
+        (:meth:`create_key` also answers its webhook secret)."""
+        made = await self.create_key(user_id, tier, label)
+        return made.plaintext, made.record
 
-        The plaintext is returned this once and stored nowhere. Raises ``ValueError`` for a
-        malformed user id, an unknown tier or an over-long label.
+    async def create_key(self, user_id: str, tier: str, label: str = "") -> NewKey:
+        """Create a key for ``user_id`` with its webhook signing secret.
+
+        The plaintext key is returned this once and stored nowhere; the webhook secret is
+        kept for signing, and no API shows it again. Raises ``ValueError`` for a malformed
+        user id, an unknown tier or an over-long label.
         """
         validate_user_id(user_id)
         if tier not in TIER_PRIORITY:
@@ -122,13 +143,16 @@ class ApiKeyStore:
             "label": label,
             "created_at": record.created_at.isoformat(),
         }
-        # One transaction: a key is never in an index without its hash, nor the reverse.
+        webhook_secret = new_secret()
+        # One transaction: a key is never in an index without its hash, nor the reverse,
+        # nor without its webhook secret.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._key(key_id), mapping=fields)
+            pipe.hset(self._keys.webhook_secret(key_id), "current", webhook_secret)
             pipe.sadd(self._all, key_id)
             pipe.sadd(self._user_index(user_id), key_id)
             await pipe.execute()
-        return plaintext, record
+        return NewKey(plaintext, record, webhook_secret)
 
     async def authenticate(self, presented: str) -> ApiKey | None:
         """The key's record if ``presented`` is a live key, else ``None`` (one Redis read).
@@ -156,9 +180,10 @@ class ApiKeyStore:
         # the hash and both indexes consistent. DEL's count tells a concurrent revoke apart.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._key(key_id))
+            pipe.delete(self._keys.webhook_secret(key_id))
             pipe.srem(self._all, key_id)
             pipe.srem(self._user_index(user_id), key_id)
-            deleted, _, _ = await pipe.execute()
+            deleted, _, _, _ = await pipe.execute()
         return bool(deleted)
 
     async def list_keys(self, user_id: str | None = None) -> list[ApiKey]:

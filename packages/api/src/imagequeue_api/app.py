@@ -21,6 +21,7 @@ from imagequeue_api.routes.catalog import PoseController, queue_stats
 from imagequeue_api.routes.characters import CharacterController
 from imagequeue_api.routes.generations import GenerationController
 from imagequeue_api.routes.health import healthz, metrics, readyz
+from imagequeue_api.routes.webhooks import rotate_webhook_secret
 from imagequeue_api.schemas import EXACT_SCHEMAS
 from imagequeue_api.sse import EVENT_SCHEMA
 from imagequeue_api.static import static_files
@@ -35,7 +36,13 @@ def create_app(settings: Settings) -> Litestar:
     """The imagequeue API for ``settings`` (nothing connects until the app starts)."""
     api = Router(
         path="/",
-        route_handlers=[CharacterController, GenerationController, PoseController, queue_stats],
+        route_handlers=[
+            CharacterController,
+            GenerationController,
+            PoseController,
+            queue_stats,
+            rotate_webhook_secret,
+        ],
         dependencies={"caller": Provide(provide_caller)},
         security=[{"bearer": []}],
     )

@@ -26,6 +26,12 @@ def add_key_commands(
     create.add_argument("--user", required=True, help="the user the key acts for")
     create.add_argument("--tier", required=True, choices=TIERS, help="sets the jobs' priority")
     create.add_argument("--label", default="", help="a note for humans, e.g. where it is used")
+    rotate = commands.add_parser(
+        "rotate-webhook-secret", help="a new webhook signing secret (shown once)"
+    )
+    rotate.add_argument("key_id", metavar="KEY_ID", help="the key's id (not the key itself)")
+    rotate.add_argument("--grace", type=int, default=86400, metavar="S",
+                        help="seconds the old secret signs too (default 86400)")  # fmt: skip
     revoke = commands.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id", metavar="KEY_ID", help="the key's id (not the key itself)")
     listing = commands.add_parser("list", help="list keys (never their secrets)")
@@ -45,10 +51,21 @@ async def run_key_command(args: argparse.Namespace, store: ApiKeyStore) -> int:
     """
     try:
         if args.keys_command == "create":
-            plaintext, key = await store.create(args.user, args.tier, args.label)
-            print(f"key_id: {key.key_id}")
-            print(f"key:    {plaintext}")
-            print("Store the key now: it cannot be shown again.", file=sys.stderr)
+            made = await store.create_key(args.user, args.tier, args.label)
+            print(f"key_id:         {made.record.key_id}")
+            print(f"key:            {made.plaintext}")
+            print(f"webhook_secret: {made.webhook_secret}")
+            print("Store both now: they cannot be shown again.", file=sys.stderr)
+            return 0
+        if args.keys_command == "rotate-webhook-secret":
+            try:
+                secret = await store.webhook_secrets.rotate(args.key_id, args.grace)
+            except KeyError:
+                print(f"no key with id {args.key_id!r}", file=sys.stderr)
+                return 1
+            print(f"webhook_secret: {secret}")
+            print(f"The old secret signs too for {args.grace} s. Store the new one now.",
+                  file=sys.stderr)  # fmt: skip
             return 0
         if args.keys_command == "revoke":
             if await store.revoke(args.key_id):

@@ -195,7 +195,24 @@ class QueueStatsOut(msgspec.Struct, frozen=True, rename="camel"):
     """Time to finish the waiting and delayed jobs at that rate; null with no live worker."""
 
 
-REQUEST_BODIES = (CreateCharacter, Personality, CreateGeneration)
+class RotateWebhookSecret(msgspec.Struct, frozen=True, forbid_unknown_fields=True,
+                          rename="camel"):  # fmt: skip
+    """``POST /api/v1/webhook-secret/rotate``."""
+
+    grace_seconds: Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)] = 86400
+    """How long the old secret signs beside the new one (0 to 30 days; a number, as JSON
+    Schema's integers are: ``60.0`` is 60)."""
+
+
+class WebhookSecretOut(msgspec.Struct, frozen=True, rename="camel"):
+    """A new webhook signing secret, shown this once."""
+
+    webhook_secret: str
+    previous_valid_until: float
+    """Unix seconds until which the old secret signs too."""
+
+
+REQUEST_BODIES = (CreateCharacter, Personality, CreateGeneration, RotateWebhookSecret)
 """The structs that refuse unknown fields (``additionalProperties: false`` in OpenAPI)."""
 EXACT_SCHEMAS = (*REQUEST_BODIES, ProgressOut)
 """The structs the OpenAPI document shows as msgspec describes them (every constraint)."""

@@ -111,6 +111,10 @@ class QueueKeys(NamedTuple):
         """The hash of one API key (its hash, user, tier, label)."""
         return f"{self.prefix}apikey:{key_id}"
 
+    def webhook_secret(self, key_id: str) -> str:
+        """The hash of one API key's webhook signing secrets (``webhook_secrets``)."""
+        return f"{self.prefix}whsec:{key_id}"
+
     def api_keys_of(self, user_id: str) -> str:
         """The set of one user's API key ids."""
         return f"{self.prefix}apikeys:user:{user_id}"
