@@ -52,8 +52,9 @@ async def run_key_command(args: argparse.Namespace, store: ApiKeyStore) -> int:
     try:
         if args.keys_command == "create":
             made = await store.create_key(args.user, args.tier, args.label)
-            print(f"key_id:         {made.record.key_id}")
-            print(f"key:            {made.plaintext}")
+            # One "name: value" per line, no padding: scripts split on ": ".
+            print(f"key_id: {made.record.key_id}")
+            print(f"key: {made.plaintext}")
             print(f"webhook_secret: {made.webhook_secret}")
             print("Store both now: they cannot be shown again.", file=sys.stderr)
             return 0
