@@ -16,6 +16,7 @@ from imagequeue_common.settings import Quality
 GENERATE_IMAGE_TASK = "imagequeue.generate_image"
 CLEAN_TASK = "imagequeue.clean"
 NOOP_TASK = "imagequeue.noop"
+DELIVER_WEBHOOK_TASK = "imagequeue.deliver_webhook"
 
 
 class Priority(enum.StrEnum):

@@ -35,13 +35,16 @@ async def add_image_generation_job(
     job_id: str | None = None,
     start_deadline_s: float | None = None,
     deduplicate: bool = True,
+    webhook: dict[str, str] | None = None,
 ) -> str:
     """Queue one image for ``character`` in ``pose``; returns the job id.
 
     While an image of the same character and pose is still waiting, delayed or running,
     that job's id is returned and nothing is queued, unless ``deduplicate`` is false. A job
     not started within ``start_deadline_s`` seconds (None: ``START_DEADLINE_S`` of its
-    priority; 0: no deadline) expires without running.
+    priority; 0: no deadline) expires without running. ``webhook``: the labels that ask
+    for its events to be delivered (``webhook``, ``webhook_events``, ``webhook_key``; the
+    API checks them, see ``imagequeue_api.webhook_requests``).
 
     Raises :class:`InvalidJobError` for a bad priority, deadline or payload (nothing is
     queued), :class:`DuplicateJobError` when ``job_id`` is taken, :class:`UserQuotaError`
@@ -50,7 +53,7 @@ async def add_image_generation_job(
     """
     queued = await queue_image_generation(
         broker, character, pose, user_id, priority, quality=quality, job_id=job_id,
-        start_deadline_s=start_deadline_s, deduplicate=deduplicate,
+        start_deadline_s=start_deadline_s, deduplicate=deduplicate, webhook=webhook,
     )  # fmt: skip
     return queued.job_id
 
@@ -66,6 +69,7 @@ async def queue_image_generation(
     job_id: str | None = None,
     start_deadline_s: float | None = None,
     deduplicate: bool = True,
+    webhook: dict[str, str] | None = None,
 ) -> Enqueued:
     """:func:`add_image_generation_job`, answering with the job's state and place in the
     queue as well (read in the same Redis call); ``duplicate`` when it is the job already
@@ -92,6 +96,7 @@ async def queue_image_generation(
     job_id = job_id or new_job_id(character.id)
     labels = {"priority": level.value, "user_id": user_id, "ref": character.id,
               "start_deadline": str(start_deadline_s), **ENGINE_LABELS}  # fmt: skip
+    labels.update(webhook or {})
     if deduplicate:
         labels["dedup_key"] = dedup_key(user_id, character.id, pose.id)
     queued = await broker.submit(GENERATE_IMAGE_TASK, job_id, [payload], labels)

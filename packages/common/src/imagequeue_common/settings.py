@@ -23,8 +23,9 @@ from imagequeue_common.queue.fairness import (
 )
 from imagequeue_common.sentinel import is_sentinel_url
 from imagequeue_common.settings_redis import redis_url_from
-from imagequeue_common.settings_rules import csv_list, first_broken
+from imagequeue_common.settings_rules import first_broken
 from imagequeue_common.settings_spec import Spec, spec_of
+from imagequeue_common.settings_webhooks import WebhookSettings, csv_list
 
 BackoffKind = Literal["exponential", "fixed"]
 Backend = Literal["generic", "automatic1111", "openai", "comfyui", "runpod"]
@@ -62,8 +63,9 @@ _SECRET_FIELDS = frozenset(
 _URL_FIELDS = frozenset({"redis_url", "database_url", "ai_generation_api_url"})
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Every knob of the queue engine; defaults follow the seed document."""
+class Settings(WebhookSettings, frozen=True, kw_only=True):
+    """Every knob of the queue engine; defaults follow the seed document (the webhook
+    ones are in :class:`WebhookSettings`)."""
 
     redis_url: str | None = None
     """``REDIS_URL``; else built from ``REDIS_HOST``/``REDIS_PORT``; else embedded."""
@@ -223,6 +225,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def result_url_private_hosts(self) -> tuple[str, ...]:
         """The entries of ``AI_RESULT_URL_PRIVATE_HOSTS``."""
         return tuple(csv_list(self.ai_result_url_private_hosts))
+
+    @property
+    def webhook_queue(self) -> str:
+        """The queue whose jobs are webhook deliveries (its own limit and concurrency)."""
+        return f"{self.queue_name}-webhooks"
 
     @property
     def redis_url_or_default(self) -> str:

@@ -10,6 +10,7 @@ import ipaddress
 from typing import TYPE_CHECKING
 
 from imagequeue_common.queue.fairness import parse_deadlines, parse_weights
+from imagequeue_common.settings_webhooks import is_schedule
 
 if TYPE_CHECKING:
     from imagequeue_common.settings import Settings
@@ -72,6 +73,16 @@ def first_broken(s: Settings) -> str | None:
             is_queue_name(s.queue_name),
         ),
         (
+            "WEBHOOK_PRIVATE_HOSTS must be comma-separated host names, IP addresses or "
+            "CIDR networks",
+            all(map(is_host_or_network, s.webhook_private_host_list)),
+        ),
+        (
+            "WEBHOOK_RETRY_SCHEDULE_S must be at most 20 comma-separated seconds from 0 to "
+            f"604800, like '5,300,1800', got {s.webhook_retry_schedule_s!r}",
+            is_schedule(s.webhook_retry_schedule_s),
+        ),
+        (
             f"CLEAN_CRON must be 5 cron fields like '0 */6 * * *', got {s.clean_cron!r}",
             is_cron(s.clean_cron),
         ),
@@ -87,10 +98,6 @@ def is_queue_name(name: str) -> bool:
 def is_header_name(name: str) -> bool:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
     return 0 < len(name) <= 64 and set(name) <= allowed
-
-
-def csv_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def is_host_or_network(entry: str) -> bool:

@@ -182,6 +182,7 @@ class EngineBroker(AsyncBroker):
                 ref=options.ref, replace_finished=replace_finished,
                 rate_limited=options.rate_limited, start_deadline_ms=options.start_deadline_ms,
                 dedup_key=options.dedup_key, max_queued=self.settings.max_queue_length,
+                hooks=options.hook_events,
             )  # fmt: skip
         except (RedisError, OSError) as exc:
             raise QueueUnavailableError(f"Redis did not take the job: {exc}") from exc

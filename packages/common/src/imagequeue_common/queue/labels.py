@@ -1,5 +1,5 @@
 """A job's taskiq labels (delay, start_deadline, dedup_key, user_id, ref, retries,
-max_attempts, rate_limited), checked and converted."""
+max_attempts, rate_limited, webhook and webhook_events), checked and converted."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import msgspec
 
 from imagequeue_common.contracts import Priority
 from imagequeue_common.errors import InvalidJobError
+from imagequeue_common.webhooks import FINAL_EVENTS, event_letters
 
 MAX_SECONDS = 10**9
 """The longest delay or deadline a label may give (about 31 years)."""
@@ -104,6 +105,8 @@ class JobOptions(msgspec.Struct, frozen=True):
     """Not started within this many ms, the job expires (0: no deadline)."""
     dedup_key: str = ""
     """While a job of this key is unfinished, another is not queued (it is answered)."""
+    hook_events: str = ""
+    """The letters of the events its ``webhook`` is to hear (``webhooks.EVENTS``); ''."""
 
 
 def job_options(labels: dict[str, Any], job_retries: int) -> JobOptions:
@@ -122,4 +125,18 @@ def job_options(labels: dict[str, Any], job_retries: int) -> JobOptions:
         rate_limited=label_bool(labels, RATE_LIMITED),
         start_deadline_ms=delay_ms(labels.get("start_deadline"), "start_deadline"),
         dedup_key=label_str(labels, "dedup_key"),
+        hook_events=hook_events(labels),
     )
+
+
+def hook_events(labels: dict[str, Any]) -> str:
+    """The letters of the ``webhook_events`` label (default: the final events), or '' when
+    the job has no ``webhook``."""
+    if not labels.get("webhook"):
+        return ""
+    raw = labels.get("webhook_events")
+    names = FINAL_EVENTS if raw is None or raw == "" else str(raw).split(",")
+    try:
+        return event_letters(name.strip() for name in names)
+    except ValueError as exc:
+        raise InvalidJobError(str(exc)) from None

@@ -86,6 +86,7 @@ class JobLedger(LedgerReads, LedgerControl):
         start_deadline_ms: int = 0,
         dedup_key: str = "",
         max_queued: int = 0,
+        hooks: str = "",
     ) -> Enqueued:
         """Add a job; raises :class:`DuplicateJobError` if the id exists (with
         ``replace_finished``: unless its job has finished, which then starts afresh) and
@@ -95,8 +96,9 @@ class JobLedger(LedgerReads, LedgerControl):
         counting against ``RATE_LIMIT_MAX``. One not started within ``start_deadline_ms``
         (0: no deadline) expires. While a job of ``dedup_key`` is unfinished, the answer is
         that job (``duplicate``) and nothing is added. :class:`QueueFullError` when
-        ``max_queued`` jobs (0: any number) wait or are delayed. The answer carries the
-        job's place in the queue, read in the same atomic call."""
+        ``max_queued`` jobs (0: any number) wait or are delayed. ``hooks``: the letters of
+        the events that also go to the outbox for its webhook (``webhooks``). The answer
+        carries the job's place in the queue, read in the same atomic call."""
         if delay_ms < 0 or start_deadline_ms < 0:
             raise InvalidJobError("delay and deadline must not be negative")
         attempts = self.settings.job_retries + 1 if max_attempts is None else max_attempts
@@ -110,7 +112,7 @@ class JobLedger(LedgerReads, LedgerControl):
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
              delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16],
              "1" if replace_finished else "0", "1" if rate_limited else "0",
-             self.settings.fairness, start_deadline_ms, dedup_key, max_queued],
+             self.settings.fairness, start_deadline_ms, dedup_key, max_queued, hooks],
         )  # fmt: skip
         if reply == EnqueueRefusal.EXISTS:
             raise DuplicateJobError(job_id)

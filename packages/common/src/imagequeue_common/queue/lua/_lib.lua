@@ -21,9 +21,34 @@ local function data_key(prefix, id)
   return job_key(prefix, id) .. ':data'
 end
 
--- Append one event to the queue's capped stream.
+-- The events a webhook may hear, by their letter in the job hash's `hk` field.
+local HOOKED = {active = 's', progress = 'p', completed = 'c', failed = 'f', cancelled = 'x',
+  expired = 'e'}
+
+-- Append one event to the queue's capped stream; when the job's webhook hears it, also to
+-- the outbox (never trimmed: the webhook workers take its entries and delete them), so an
+-- event is handed on in the same atomic step as the change it tells of. Progress goes to
+-- the outbox at most once a second per job.
 local function emit(events, maxlen, job_id, event, ...)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', job_id, 'event', event, ...)
+  local letter = HOOKED[event]
+  if not letter then
+    return
+  end
+  local prefix = string.sub(events, 1, -7)  -- '<prefix>events'
+  local jk = prefix .. 'job:' .. job_id
+  local hooks = redis.call('HGET', jk, 'hk')
+  if not hooks or not string.find(hooks, letter, 1, true) then
+    return
+  end
+  if letter == 'p' then
+    local now = now_ms()
+    if now - tonumber(redis.call('HGET', jk, 'hp') or '0') < 1000 then
+      return
+    end
+    redis.call('HSET', jk, 'hp', now)
+  end
+  redis.call('XADD', prefix .. 'outbox', '*', 'job', job_id, 'event', event)
 end
 
 -- Wake one worker blocked on the marker list; the list is capped so that tokens pushed

@@ -16,6 +16,7 @@
 -- ARGV[17] de-duplication key ('' for none): while a job of that key is unfinished, its
 -- place is answered instead of adding another
 -- ARGV[18] most jobs waiting or delayed in the queue (0: any)
+-- ARGV[19] the letters of the events its webhook hears ('' for none; see emit in _lib.lua)
 -- Returns {new state ('waiting' | 'delayed'), jobs ahead of it in claim order (-1 when
 -- delayed), jobs running now (for the ETA: which slots are busy), its id, its tag's distance
 -- from the virtual time}; the same for the job already queued under the key (its id then
@@ -105,6 +106,10 @@ if delay > 0 then
 end
 if ARGV[11] ~= '' then
   field('ref', ARGV[11])
+end
+local hooks = ARGV[19] or ''
+if hooks ~= '' then
+  field('hk', hooks)
 end
 redis.call('HSET', jk, unpack(fields))
 redis.call('SET', data_key(ARGV[1], id), ARGV[4])
