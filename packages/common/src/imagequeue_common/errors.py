@@ -98,6 +98,16 @@ class TerminalJobError(JobFailureError):
     """Running the job again cannot help (a 4xx other than 408/429): dead-letter it now."""
 
 
+class DeliveryFailedError(RetryableJobError):
+    """A webhook receiver did not take a delivery (its status and the start of its answer,
+    or the error); it is tried again on the schedule."""
+
+
+class DeliveryStoppedError(TerminalJobError):
+    """A webhook delivery that is not to be tried again (410 Gone, a refused address, a
+    disabled endpoint, a revoked key)."""
+
+
 class JobCancelledError(JobFailureError):
     """The job was cancelled while it ran; raised at the next progress point."""
 

@@ -21,15 +21,19 @@ from imagequeue_common.runtime import STOP_SIGNALS, ignore_late_stop_signals
 from imagequeue_common.settings import Settings, load_settings
 from imagequeue_worker.app import build_broker, create_scheduler
 
+WEBHOOK_BROKER = "imagequeue_worker.webhook_app:create_broker"
 
-def worker_args(settings: Settings, processes: int, broker: str) -> WorkerArgs:
+
+def worker_args(
+    settings: Settings, processes: int, broker: str, slots: int | None = None
+) -> WorkerArgs:
     """taskiq worker arguments: one claim per free slot (no prefetch), ack once the result
     is stored (taskiq's default; a task's ``ack_type`` label may say otherwise)."""
     return WorkerArgs(
         broker=broker,
         modules=[],
         workers=processes,
-        max_async_tasks=settings.worker_concurrency,
+        max_async_tasks=slots or settings.worker_concurrency,
         max_prefetch=0,
         # taskiq parses each argument into its annotated type (your tasks' pydantic models);
         # generate_image takes a plain dict and validates it with msgspec itself.
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                           "module's broker object or a function that returns one "
                           "(default imagequeue_worker.app:create_broker; see the README, "
                           "'Your own tasks')")  # fmt: skip
+    hooks = sub.add_parser("webhooks", help="run webhook delivery processes")
+    hooks.add_argument("--processes", type=int, default=1, help="processes (default 1)")
     sub.add_parser("scheduler", help="run the cleanup schedule")
     sub.add_parser("clean", help="remove finished jobs past retention now")
     args = parser.parse_args(argv)
@@ -88,11 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"imagequeue-worker: bad setting: {exc}", file=sys.stderr)
         return 2
-    if args.command == "run":
+    if args.command in ("run", "webhooks"):
         if args.processes < 1:
             parser.error("--processes must be at least 1")
         if not preflight_ok("imagequeue-worker", settings.redis_url_or_default):
             return 2
+        if args.command == "webhooks":
+            hook_args = worker_args(settings, args.processes, WEBHOOK_BROKER,
+                                    settings.webhook_concurrency)  # fmt: skip
+            return run_worker(hook_args) or 0
         return run_worker(worker_args(settings, args.processes, args.broker)) or 0
     if args.command == "scheduler":
         logging.basicConfig(level=settings.log_level.upper())

@@ -30,7 +30,8 @@ from imagequeue_worker.upstream.transport import GuardedTransport
 
 ANSWER_KEPT = 512
 """Bytes of a failed answer kept for the receiver's owner to see."""
-Outcome = Literal["delivered", "gone", "refused", "retry"]
+Outcome = Literal["delivered", "gone", "refused", "retry", "disabled"]
+"""``disabled``: not attempted, the endpoint is disabled (recorded by ``webhook_deliver``)."""
 
 
 class Attempt(msgspec.Struct, frozen=True):

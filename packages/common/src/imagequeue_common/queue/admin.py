@@ -100,7 +100,7 @@ class QueueAdmin:
             ids = await self.client.zrevrange(key, offset, end)  # type: ignore[assignment]
         else:
             ids = await self.client.zrange(key, offset, end)  # type: ignore[assignment]
-        return await self._load(ids)
+        return await self.load(ids)
 
     async def search(self, text: str, limit: int = 50) -> list[Job]:
         """Jobs matching ``text``: the job with that id first, then that user's jobs, then
@@ -115,9 +115,10 @@ class QueueAdmin:
             pipe.zrevrange(k.by_ref(text), 0, limit - 1)
             exists, by_user, by_ref = await pipe.execute()
         ids = ([text] if exists else []) + list(by_user) + list(by_ref)
-        return await self._load(list(dict.fromkeys(ids))[:limit])
+        return await self.load(list(dict.fromkeys(ids))[:limit])
 
-    async def _load(self, ids: Sequence[str]) -> list[Job]:
+    async def load(self, ids: Sequence[str]) -> list[Job]:
+        """The jobs of ``ids`` that still exist, in that order."""
         if not ids:
             return []
         async with self.client.pipeline(transaction=True) as pipe:

@@ -33,10 +33,13 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
-    """Backoff: ``delay = base * 2**(retry - 1)`` (exponential) or ``base`` (fixed)."""
+    """Backoff: ``delay = base * 2**(retry - 1)`` (exponential) or ``base`` (fixed), unless
+    a ``schedule`` gives each retry's delay (the webhook deliveries': Svix's)."""
 
     backoff: BackoffKind = "exponential"
     base_ms: int = 5000
+    schedule_ms: tuple[int, ...] = ()
+    """The delay before each retry (the last one repeats); empty: the backoff."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
@@ -45,6 +48,8 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
     def delay_ms(self, retry: int) -> int:
         """Delay before retry number ``retry`` (1 for the first retry)."""
+        if self.schedule_ms:
+            return self.schedule_ms[min(max(retry, 1), len(self.schedule_ms)) - 1]
         if self.backoff == "fixed":
             return self.base_ms
         return self.base_ms << max(retry - 1, 0)
