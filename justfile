@@ -29,6 +29,11 @@ worker:
 scale N:
     exec {{py}} -m imagequeue_worker run --processes {{N}}
 
+# Webhook delivery processes (WEBHOOK_CONCURRENCY slots each), on REDIS_URL.
+[continue]
+webhooks N="1":
+    exec {{py}} -m imagequeue_worker webhooks --processes {{N}}
+
 # The HTTP API and dashboard (API_HOST:API_PORT, API_PROCESSES processes).
 [continue]
 api:

@@ -21,7 +21,7 @@ from imagequeue_api.routes.catalog import PoseController, queue_stats
 from imagequeue_api.routes.characters import CharacterController
 from imagequeue_api.routes.generations import GenerationController
 from imagequeue_api.routes.health import healthz, metrics, readyz
-from imagequeue_api.routes.webhooks import rotate_webhook_secret
+from imagequeue_api.routes.webhooks import WebhookController, rotate_webhook_secret
 from imagequeue_api.schemas import EXACT_SCHEMAS
 from imagequeue_api.sse import EVENT_SCHEMA
 from imagequeue_api.static import static_files
@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> Litestar:
             PoseController,
             queue_stats,
             rotate_webhook_secret,
+            WebhookController,
         ],
         dependencies={"caller": Provide(provide_caller)},
         security=[{"bearer": []}],

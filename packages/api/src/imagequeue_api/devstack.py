@@ -4,8 +4,10 @@ Uses ``REDIS_URL``/``REDIS_HOST`` when set; else the Redis on 127.0.0.1:6379 if 
 else a private redis-server with its data under ``DATA_DIR/redis``. Without
 ``AI_GENERATION_API_URL`` it starts the stub AI server (``loadtest/stub_ai``, run from the
 repository root) with short latencies. Then it runs the API (``API_HOST:API_PORT``, 8088),
-one worker, the cleanup scheduler, prints a ready development key, and runs a demo that
-creates characters over HTTP (each queues its image) and prints the queue's counts.
+one worker, one webhook worker (deliveries to receivers on this machine over plain http
+are allowed here, unless ``WEBHOOK_ALLOW_HTTP``/``WEBHOOK_PRIVATE_HOSTS`` say otherwise),
+the cleanup scheduler, prints a ready development key, and runs a demo that creates
+characters over HTTP (each queues its image) and prints the queue's counts.
 Ctrl-C stops everything in order.
 """
 
@@ -156,17 +158,25 @@ async def run_stack(args: argparse.Namespace, settings: Settings) -> int:
             "stop it or set API_PORT")  # fmt: skip
         return 2
     # Entered in this order, so stopped in the reverse one: the API first (no new work),
-    # then the worker (its running jobs finish and are saved), the scheduler, the stub the
+    # then the worker (its running jobs finish and are saved), the webhook worker (which
+    # hands on their last events), the scheduler, the stub the
     # worker was still talking to, and Redis last, when nothing writes to it any more.
     with contextlib.ExitStack() as stack:
         url = stack.enter_context(redis_for(settings, args.private_redis))
         upstream = stack.enter_context(upstream_for(settings))
         env = {**os.environ, "REDIS_URL": url, "API_DEV_KEY": key,
                "ADMIN_PASSWORD": admin_password, **upstream}  # fmt: skip
+        env.setdefault("WEBHOOK_ALLOW_HTTP", "true")  # a receiver on this machine
+        env.setdefault("WEBHOOK_PRIVATE_HOSTS", "127.0.0.1,::1,localhost")
         children: list[subprocess.Popen[bytes]] = []
         worker_stop_s = settings.ai_total_timeout_s + 30.0  # its running jobs finish first
         for name, args_, timeout_s in [
             ("scheduler", ["imagequeue_worker", "scheduler"], 30.0),
+            (
+                "webhook worker",
+                ["imagequeue_worker", "webhooks"],
+                settings.webhook_timeout_s * 2 + 20.0,
+            ),
             ("worker", ["imagequeue_worker", "run"], worker_stop_s),
             ("API", ["imagequeue_api", "serve"], 30.0),
         ]:
@@ -192,7 +202,8 @@ async def run_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 def announce(settings: Settings, api_url: str, key: str, admin_password: str) -> None:
     """What the person at the terminal needs to try the stack."""
-    say(f"API on {api_url} (OpenAPI: {api_url}/schema); worker and scheduler started")
+    say(f"API on {api_url} (OpenAPI: {api_url}/schema); worker, webhook worker and "
+        "scheduler started")  # fmt: skip
     say(f"development key (premium user 'dev'): {key}")
     say(f"  try: curl -H 'Authorization: Bearer {key}' {api_url}/api/v1/queue/stats")
     say(f"dashboard: {api_url}/admin/queues (login {settings.admin_username} / "

@@ -27,10 +27,12 @@ from imagequeue_api.ratelimit import RequestLimiter
 from imagequeue_api.streamtokens import StreamTokens
 from imagequeue_common.outage import RedisOutage
 from imagequeue_common.queue.broker import EngineBroker
+from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.redis_conn import blocking_client
 from imagequeue_common.runtime import freeze_startup_heap
 from imagequeue_common.settings import Settings
 from imagequeue_common.store import CharacterStore, open_store
+from imagequeue_common.webhook_ledger import WebhookLedger, delivery_settings
 
 
 @dataclass(slots=True)
@@ -53,6 +55,9 @@ class Resources:
     logins: Logins
     sessions: SessionStore
     login_throttle: LoginThrottle
+    webhooks: WebhookLedger
+    deliveries: JobLedger
+    """The queue of webhook deliveries (``Settings.webhook_queue``), read for their owners."""
 
 
 Res = NamedDependency[Resources]
@@ -94,6 +99,8 @@ async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
                     logins=Logins(settings),
                     sessions=dashboard_sessions(redis, settings),
                     login_throttle=login_throttle(redis, settings),
+                    webhooks=WebhookLedger(redis, settings.webhook_queue),
+                    deliveries=JobLedger(redis, delivery_settings(settings)),
                 )
             finally:
                 await outage.close()

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from imagequeue_api.webhook_schemas import EnableEndpoint
+
 T = TypeVar("T")
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=ID_PATTERN)]
@@ -38,6 +40,17 @@ Trait = Annotated[str, msgspec.Meta(max_length=200, pattern=_LINE)]
 Description = Annotated[str, msgspec.Meta(max_length=2000, pattern=_LINES)]
 PriorityName = Literal["high", "normal", "low"]
 StartDeadline = Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)]
+WEBHOOK_URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+    r"([/?][!-\"$-~]*)?$"
+)
+"""http(s), a host name or IP address (IPv6 in brackets), an optional port, then printable
+ASCII without a fragment: no user name, password, space or control character."""
+WebhookUrl = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=2048, pattern=WEBHOOK_URL_PATTERN)
+]
+WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled", "expired"]
+WebhookEvents = Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=6)]
 """Seconds a job may wait to start, else it expires (0: no deadline; at most a week)."""
 
 
@@ -61,6 +74,11 @@ class CreateCharacter(msgspec.Struct, frozen=True, forbid_unknown_fields=True, r
     start_deadline_seconds: StartDeadline | None = None
     """Start within this many seconds or not at all (the job ends ``expired``); 0: no
     deadline; absent: the server's default for the priority (``START_DEADLINE_S``)."""
+    webhook: WebhookUrl | None = None
+    """An https URL to POST the image job's events to, signed per Standard Webhooks with
+    the key's webhook secret (http only where ``WEBHOOK_ALLOW_HTTP`` is set)."""
+    webhook_events: WebhookEvents | None = None
+    """The events to send (default: the final ones: completed, failed, cancelled, expired)."""
 
 
 class ImageJob(msgspec.Struct, frozen=True, rename="camel"):
@@ -117,6 +135,10 @@ class CreateGeneration(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     pose_id: Id | None = None
     priority: PriorityName | None = None
     start_deadline_seconds: StartDeadline | None = None
+    """As for ``POST /api/v1/characters``."""
+    webhook: WebhookUrl | None = None
+    """As for ``POST /api/v1/characters``."""
+    webhook_events: WebhookEvents | None = None
     """As for ``POST /api/v1/characters``."""
     deduplicate: bool = True
     """While an image of this character in this pose is waiting or running, answer that
@@ -212,7 +234,13 @@ class WebhookSecretOut(msgspec.Struct, frozen=True, rename="camel"):
     """Unix seconds until which the old secret signs too."""
 
 
-REQUEST_BODIES = (CreateCharacter, Personality, CreateGeneration, RotateWebhookSecret)
+REQUEST_BODIES = (
+    CreateCharacter,
+    Personality,
+    CreateGeneration,
+    RotateWebhookSecret,
+    EnableEndpoint,
+)
 """The structs that refuse unknown fields (``additionalProperties: false`` in OpenAPI)."""
 EXACT_SCHEMAS = (*REQUEST_BODIES, ProgressOut)
 """The structs the OpenAPI document shows as msgspec describes them (every constraint)."""

@@ -26,6 +26,7 @@ from imagequeue_api.schemas import (
     is_id,
 )
 from imagequeue_api.views import character_view, queued_character_view
+from imagequeue_api.webhook_requests import webhook_labels
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import ImageQueueError, JobNotFoundError, JobStateError
 from imagequeue_common.generation import new_job_id, queue_image_generation
@@ -107,6 +108,7 @@ async def create_character(
     enabled = resources.settings.ai_generation_enabled
     personality = msgspec.to_builtins(data.personality)
     job_id = new_job_id() if enabled else None
+    hook = await webhook_labels(resources, caller, data.webhook, data.webhook_events)
     if enabled:
         await admit(resources, caller.user_id, priority)  # before anything is stored
     character = await store.create_character(
@@ -121,7 +123,7 @@ async def create_character(
         queued = await queue_image_generation(
             broker, CharacterRef(id=character.id, name=character.name[:120]),
             PoseRef(id=pose.id, name=pose.name), caller.user_id, priority, job_id=job_id,
-            start_deadline_s=data.start_deadline_seconds,
+            start_deadline_s=data.start_deadline_seconds, webhook=hook,
         )  # fmt: skip
     except BaseException:
         # No character without its job: take it back (best effort if the store is down too).

@@ -27,6 +27,7 @@ from imagequeue_api.schemas import (
     is_id,
 )
 from imagequeue_api.views import generation_view
+from imagequeue_api.webhook_requests import webhook_labels
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.errors import JobNotFoundError
 from imagequeue_common.generation import dedup_key, queue_image_generation
@@ -138,6 +139,7 @@ async def queue_generation(
 ) -> tuple[GenerationOut, bool]:
     """Queue an image of ``data.character_id`` (in its own pose unless another is given);
     the job, and whether it was the one already queued for that character and pose."""
+    hook = await webhook_labels(resources, caller, data.webhook, data.webhook_events)
     character = await own_character(resources, caller, data.character_id)
     pose = await resources.poses.get(data.pose_id or character.pose_id)
     priority = allowed_priority(caller, data.priority)
@@ -149,6 +151,7 @@ async def queue_generation(
         broker, CharacterRef(id=character.id, name=character.name[:120]),
         PoseRef(id=pose.id, name=pose.name), caller.user_id, priority,
         start_deadline_s=data.start_deadline_seconds, deduplicate=data.deduplicate,
+        webhook=hook,
     )  # fmt: skip
     if not queued.duplicate:
         await resources.store.set_image_job(character.id, queued.job_id)

@@ -55,6 +55,22 @@ async def metrics(request: Request[Any, Any, Any], resources: Res) -> Response[s
     return Response(await render_metrics(resources), media_type=PROMETHEUS)
 
 
+async def webhook_metrics(resources: Resources) -> list[str]:
+    """Deliveries in each state of their queue, and attempts by outcome."""
+    stats, outcomes = await resources.deliveries.stats(), await resources.webhooks.outcomes()
+    lines = ["# HELP imagequeue_webhook_deliveries Webhook deliveries in each state now "
+             "(failed: dead-lettered).", "# TYPE imagequeue_webhook_deliveries gauge"]  # fmt: skip
+    for state in ("waiting", "active", "delayed", "completed", "failed"):
+        lines.append(f'imagequeue_webhook_deliveries{{state="{state}"}} {getattr(stats, state)}')
+    lines += ["# HELP imagequeue_webhook_attempts_total Delivery attempts by outcome "
+              "(dead: deliveries given up).",
+              "# TYPE imagequeue_webhook_attempts_total counter"]  # fmt: skip
+    for outcome in ("delivered", "retry", "gone", "refused", "disabled", "dead"):
+        lines.append(f'imagequeue_webhook_attempts_total{{outcome="{outcome}"}} '
+                     f"{outcomes.get(outcome, 0)}")  # fmt: skip
+    return lines
+
+
 async def render_metrics(resources: Resources) -> str:
     """The exposition text (one Redis read per family)."""
     ledger = resources.broker.ledger
@@ -93,6 +109,7 @@ async def render_metrics(resources: Resources) -> str:
     ]
     for outcome, count in sorted(upstream.items()):
         lines.append(f'imagequeue_upstream_requests_total{{outcome="{outcome}"}} {count}')
+    lines += await webhook_metrics(resources)
     lines += ["# HELP imagequeue_workers Live worker processes.", "# TYPE imagequeue_workers gauge",
               f"imagequeue_workers {len(workers)}"]  # fmt: skip
     return "\n".join(lines) + "\n"
