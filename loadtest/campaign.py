@@ -40,6 +40,9 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     pose_ids: list[str]
     poll_min_s: float
     poll_max_s: float
+    webhook_url: str = ""
+    """``--webhooks``: the receiver's base URL; each user's characters ask for their
+    ``completed`` at ``<webhook_url>/<user id>``."""
     pace_s: float = 0.1
     """A flooder's pause after each of its requests but the polls of an unfinished job:
     one request per ``pace_s`` stays under the API's per-user rate (``API_USER_RPS``)."""
@@ -85,11 +88,35 @@ class Results(msgspec.Struct, frozen=True):
     histograms: list[Histogram]
 
 
+class Heard(msgspec.Struct, frozen=True):
+    """One request the receiver got."""
+
+    at: float
+    msg_id: str
+    user: str
+    job: str | None
+    event: str | None
+    verified: bool
+    finished_at: float | None
+
+
+class WebhookFacts(msgspec.Struct, frozen=True):
+    """The completed jobs the run made, and what the receiver heard."""
+
+    completed_jobs: list[str]
+    heard: list[Heard]
+
+
 def write_plan(path: Path, plan: Plan) -> None:
     """Write ``plan`` to ``path``, created with mode 0600 (it holds live API keys)."""
+    write_private(path, msgspec.json.encode(plan))
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, created with mode 0600 (keys, webhook secrets)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as file:
-        file.write(msgspec.json.encode(plan))
+        file.write(data)
 
 
 def read_plan(path: Path) -> Plan:

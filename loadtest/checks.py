@@ -35,7 +35,7 @@ from typing import Final
 
 import msgspec
 
-from loadtest.campaign import API_NAMES, GET_IMAGE, Histogram, Results
+from loadtest.campaign import API_NAMES, GET_IMAGE, Histogram, Results, WebhookFacts
 from loadtest.locust_csv import StatsRow
 from loadtest.options import FLOOD_TIER, Options
 
@@ -82,6 +82,8 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     stub_submissions: int
     stub_statuses: dict[str, int]
     redis_version: str
+    webhooks: WebhookFacts | None = None
+    """``--webhooks``: the completed jobs and what the receiver heard."""
 
 
 class Check(msgspec.Struct, frozen=True):

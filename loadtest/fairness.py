@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from loadtest.checks import Check, Facts, JobFacts, evaluate
 from loadtest.options import Options
+from loadtest.webhooks import check_webhooks
 
 NAME = "every single-job user's wait within its fair share + one job time"
 
@@ -193,8 +194,10 @@ def _round(value: float | None) -> float | str | None:
 
 
 def all_checks(facts: Facts) -> list[Check]:
-    """Checks 1-6, and in the flood scenario check 7."""
+    """Checks 1-6, in the flood scenario check 7, with ``--webhooks`` check 8."""
     checks = evaluate(facts)
     if facts.options.flood:
         checks.append(check_fair_share(facts))
+    if facts.options.webhooks:
+        checks.append(check_webhooks(facts))
     return checks

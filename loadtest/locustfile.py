@@ -197,6 +197,9 @@ class CharacterUser(FastHttpUser):
         """POST the character; True when its job was queued."""
         body = {"name": f"Load {self.outcome.user_id}",
                 "personality": {"poseId": random.choice(self.plan.pose_ids)}}  # noqa: S311  # fmt: skip
+        if self.plan.webhook_url:
+            body |= {"webhook": f"{self.plan.webhook_url}/{self.outcome.user_id}",
+                     "webhookEvents": ["completed"]}  # fmt: skip
         self.outcome.posted_at = time.time()
         with self.client.post(POST_CHARACTER, json=body, headers=self.headers,
                               name=POST_CHARACTER, catch_response=True) as response:  # fmt: skip

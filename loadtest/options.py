@@ -60,6 +60,9 @@ class Options(msgspec.Struct, frozen=True, kw_only=True):
     """``USER_MAX_PENDING`` the stack runs with (passed through from the environment)."""
     api_user_rps: int = 20
     """``API_USER_RPS`` the stack runs with: a flooder paces itself at half of it."""
+    webhooks: bool = False
+    """Every character asks for its ``completed`` by webhook: a receiver and a webhook
+    worker run too, and check 8 counts what arrived."""
     rate_limit_guard_ms: int = 25
     """``RATE_LIMIT_GUARD_MS`` the stack runs with: each upstream permit's window is this
     much longer than the rate limit's 1 s, which the starts per second sustained pay for."""
@@ -157,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"longest pause between polls, s (default {d.poll_max_s:g})",
     )
     add("--scheduler", action="store_true", help="also run the cleanup scheduler")
+    add(
+        "--webhooks",
+        action="store_true",
+        help="every character asks for its completed event by webhook (a receiver and a "
+        "webhook worker run too; check 8)",
+    )
     add(
         "--scenario",
         choices=SCENARIOS,

@@ -33,6 +33,7 @@ from loadtest.checks import (
 from loadtest.fairness import capacity_per_s, figures, shares_of
 from loadtest.locust_csv import HistoryRow
 from loadtest.sampler import QueueSample
+from loadtest.webhooks import figures as webhook_figures
 
 STATE_COLORS = {"waiting": "#1f77b4", "active": "#ff7f0e", "delayed": "#9467bd",
                 "completed": "#2ca02c", "failed": "#d62728"}  # fmt: skip
@@ -82,6 +83,7 @@ def summary(facts: Facts, checks: list[Check], report_dir: Path) -> dict[str, An
         "wait_s_p50": wait_by_tier(facts),
         "eta_relative_error": eta_errors(facts),
         **figures(facts),
+        **webhook_figures(facts),
         "checks_passed": f"{sum(c.passed for c in checks)}/{len(checks)}",
         "report": str(report_dir / "report.html"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "

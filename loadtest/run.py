@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from imagequeue_api.apikeys import ApiKeyStore
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.store import CharacterStore, open_store
-from loadtest.campaign import Client, Plan, Tier, write_plan
+from loadtest.campaign import Client, Plan, Tier, write_plan, write_private
 from loadtest.checks import Check, Facts
 from loadtest.facts import Gatherer
 from loadtest.fairness import all_checks
@@ -40,6 +40,7 @@ from loadtest.options import FLOOD_TIER, TIER_MIX, Options, parse_options
 from loadtest.report import summary, write_report
 from loadtest.sampler import Sampler
 from loadtest.stack import ROOT, Service, Stack, StackError, say
+from loadtest.webhooks import with_webhooks
 
 LOCUST_GRACE_S = 120.0
 """How long Locust may take past ``--run-time`` before it is interrupted."""
@@ -56,23 +57,33 @@ def tier_of(index: int) -> Tier:
 
 
 async def make_plan(
-    options: Options, client: Redis, store: CharacterStore, queue: str
+    options: Options,
+    client: Redis,
+    store: CharacterStore,
+    queue: str,
+    *,
+    hook_url: str = "",
+    secrets_path: Path | None = None,
 ) -> tuple[Plan, str]:
     """One API key per user, and one for the sampler; the plan and the sampler's key."""
     keys = ApiKeyStore(client, queue)
-    clients = []
+    clients, secrets = [], {}
     for i in range(options.users):
         user_id, tier = f"lt-{i:05d}", FLOOD_TIER if options.flood else tier_of(i)
         # The flooders come first: Locust starts the users in the plan's order.
         characters = options.flood_jobs if options.flood and i < options.flooders else 1
-        plaintext, _ = await keys.create(user_id, tier, "load test")
-        clients.append(Client(user_id, tier, plaintext, characters))
+        made = await keys.create_key(user_id, tier, "load test")
+        secrets[user_id] = made.webhook_secret
+        clients.append(Client(user_id, tier, made.plaintext, characters))
     monitor, _ = await keys.create("lt-monitor", "premium", "load test sampler")
     poses = [p.id for p in await store.list_poses()]
     # Half the per-user request rate, as a well-behaved client keeps (the dev demo does).
     pace = 2 / options.api_user_rps if options.api_user_rps else 0.02
     plan = Plan(clients=clients, pose_ids=poses, poll_min_s=options.poll_min_s,
-                poll_max_s=options.poll_max_s, pace_s=pace)  # fmt: skip
+                poll_max_s=options.poll_max_s, pace_s=pace,
+                webhook_url=f"{hook_url}/hook" if options.webhooks else "")  # fmt: skip
+    if options.webhooks and secrets_path is not None:
+        write_private(secrets_path, msgspec.json.encode(secrets))
     return plan, monitor
 
 
@@ -123,7 +134,9 @@ async def drive(
     client = command_client(stack.redis_url)
     store = await open_store(stack.database_url)
     try:
-        plan, monitor_key = await make_plan(options, client, store, stack.queue)
+        plan, monitor_key = await make_plan(options, client, store, stack.queue,
+                                            hook_url=stack.receiver_url,
+                                            secrets_path=stack.secrets_path)  # fmt: skip
         plan_path = work_dir / "plan.json"
         write_plan(plan_path, plan)
         sampler = Sampler(
@@ -136,6 +149,8 @@ async def drive(
                             assets_dir=stack.assets_dir)  # fmt: skip
         facts = await gatherer.gather(plan, exit_code, report_dir / "locust",
                                       report_dir / "results.json")  # fmt: skip
+        if options.webhooks:
+            facts = await with_webhooks(facts, stack.receiver_url, stack.heard_path)
     finally:
         await store.close()
         await client.aclose()

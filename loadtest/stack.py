@@ -144,6 +144,10 @@ class Stack:
         self.assets_dir = work_dir / "assets"
         self.api_url = f"http://127.0.0.1:{free_port()}"
         self.stub_url = f"http://127.0.0.1:{free_port()}"
+        self.receiver_url = f"http://127.0.0.1:{free_port()}"
+        self.secrets_path = work_dir / "webhook-secrets.json"
+        """``--webhooks``: user id → webhook secret, for the receiver (written with the keys)."""
+        self.heard_path = log_dir / "webhooks.jsonl"
         self.stub: Service | None = None
         self.api: Service | None = None
         self.workers: list[Service] = []
@@ -184,6 +188,9 @@ class Stack:
             # The ETA's job time before the first completion: the stub's configured mean,
             # as an operator sets it for their GPU.
             "EXPECTED_JOB_S": f"{o.mean_latency_s:g}",
+            # The receiver is on this machine, over plain http.
+            **({"WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_PRIVATE_HOSTS": "127.0.0.1"}
+               if o.webhooks else {}),
         }  # fmt: skip
 
     def _service(
@@ -215,6 +222,8 @@ class Stack:
             for i in range(self.options.workers)
         ]
         wait_for(self._workers_live, f"{self.options.workers} workers", self.workers, 60)
+        if self.options.webhooks:
+            self._start_webhooks(env)
         if self.options.scheduler:
             # taskiq's scheduler sits out a SIGINT; it holds no work, so SIGTERM is safe.
             self.scheduler = self._service(
@@ -223,6 +232,21 @@ class Stack:
         say(f"API on {self.api_url} ({self.options.api_processes} process(es)), "
             f"{self.options.workers} workers x {self.options.concurrency} slots, "
             f"stub on {self.stub_url}")  # fmt: skip
+
+    def _start_webhooks(self, env: dict[str, str]) -> None:
+        """The receiver (a process of its own, standing for the clients' servers) and one
+        webhook worker process."""
+        port = self.receiver_url.rsplit(":", 1)[1]
+        receiver = self._service("receiver", ["-m", "loadtest.receiver", "--port", port,
+                                              "--secrets", str(self.secrets_path),
+                                              "--out", str(self.heard_path)],
+                                 {**self.base_env, "PYTHONPATH": str(ROOT)})  # fmt: skip
+        wait_for(lambda: answers(f"{self.receiver_url}/stats"), "the receiver", [receiver], 30)
+        hooks = self._service("webhooks", ["-m", "imagequeue_worker", "webhooks"], env)
+        workers = QueueKeys.for_queue(f"{self.queue}-webhooks").workers
+        wait_for(lambda: on_redis(self.redis_url, lambda c: c.zcard(workers)) >= 1,
+                 "the webhook worker", [hooks], 60)  # fmt: skip
+        say(f"webhook receiver on {self.receiver_url}, one webhook worker")
 
     def _start_stub(self) -> None:
         scale = self.options.latency_scale
@@ -266,8 +290,10 @@ def on_redis(url: str, step: Callable[[Redis], Awaitable[T]]) -> T:
 
 
 async def queue_keys(client: Redis, queue: str) -> list[str]:
-    """Every key of ``queue`` (on every primary of a cluster)."""
-    return [key async for key in client.scan_iter(match=f"*{{{queue}}}*", count=1000)]
+    """Every key of ``queue`` and of its webhook deliveries' queue (on every primary of a
+    cluster)."""
+    return [key for tag in (queue, f"{queue}-webhooks")
+            async for key in client.scan_iter(match=f"*{{{tag}}}*", count=1000)]  # fmt: skip
 
 
 async def _migrate(database_url: str) -> None:

@@ -97,7 +97,8 @@ async def redis(redis_url: str, queue_name: str) -> AsyncIterator[Redis]:
     """A client for assertions; deletes this test's keys afterwards."""
     client = command_client(redis_url)
     yield client
-    keys = [k async for k in client.scan_iter(match=f"*{{{queue_name}}}*", count=1000)]
+    keys = [k for tag in (queue_name, f"{queue_name}-webhooks")
+            async for k in client.scan_iter(match=f"*{{{tag}}}*", count=1000)]  # fmt: skip
     if keys:
         await client.delete(*keys)
     await client.aclose()

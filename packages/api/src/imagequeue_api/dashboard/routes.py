@@ -12,7 +12,7 @@ from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect
 
-from imagequeue_api.dashboard import account, views
+from imagequeue_api.dashboard import account, views, webhooks
 from imagequeue_api.dashboard.access import (
     SessionLoader,
     check_csrf,
@@ -129,6 +129,7 @@ async def job_page(request: Request[Any, Any, Any], job_id: FromPath[str], resou
         request, "job.html", job=job, payload=payload, prompt=prompt, timeline=timeline,
         payload_json=msgspec.json.format(msgspec.json.encode(payload)).decode(),
         result_url=result_url(job), notice=notice, error=views.operator_error(job),
+        deliveries=await webhooks.job_deliveries(resources, job_id),
     )  # fmt: skip
 
 
@@ -211,7 +212,7 @@ def dashboard_router(settings: Settings) -> Router:
     handlers: list[Any] = [
         account.login_page, account.login, account.logout, account.sessions_page,
         account.end_sessions, overview_page, overview_json, jobs_page, job_page, job_json,
-        job_action, queue_action,
+        job_action, queue_action, webhooks.deliveries_page, webhooks.retry_delivery,
     ]  # fmt: skip
     if dashboard_on(settings):
         handlers.append(
