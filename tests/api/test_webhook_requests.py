@@ -161,3 +161,29 @@ async def test_deliveries_are_listed_to_their_owner_only(
     assert (await client.get("/api/v1/webhooks/deliveries", headers=bob)).json()["data"] == []
     theirs = await client.get(f"/api/v1/webhooks/deliveries?jobId={job_id}", headers=bob)
     assert theirs.status_code == 404
+
+
+async def test_metrics_count_deliveries_by_state_and_attempts_by_outcome(
+    api_settings: Settings, redis: Redis,
+) -> None:  # fmt: skip
+    settings = replace(api_settings, metrics_token="m" * 32)
+    log = WebhookLedger(redis, settings.webhook_queue)
+    for outcome in ("delivered", "delivered", "retry", "gone"):
+        await log.record("msg_9-0", AttemptRecord(1.0, 1, outcome, 200, "", 5))
+    await log.count_dead()
+    queue = EngineBroker(delivery_settings(settings), settings.redis_url_or_default)
+    await queue.startup()
+    try:
+        delivery = Delivery(msg_id="msg_9-0", job_id="j", event="completed", url=HOOK,
+                            key_id="k", owner="ann", body="{}")  # fmt: skip
+        await queue.submit(DELIVER_WEBHOOK_TASK, delivery.msg_id, [delivery], {})
+    finally:
+        await queue.shutdown()
+    async with AsyncTestClient(create_app(settings)) as client:
+        text = (await client.get("/metrics", headers={"Authorization": f"Bearer {'m' * 32}"})).text
+    assert 'imagequeue_webhook_deliveries{state="waiting"} 1' in text
+    assert 'imagequeue_webhook_attempts_total{outcome="delivered"} 2' in text
+    assert 'imagequeue_webhook_attempts_total{outcome="retry"} 1' in text
+    assert 'imagequeue_webhook_attempts_total{outcome="gone"} 1' in text
+    assert 'imagequeue_webhook_attempts_total{outcome="dead"} 1' in text
+    assert 'imagequeue_webhook_attempts_total{outcome="refused"} 0' in text

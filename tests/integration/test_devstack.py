@@ -34,6 +34,9 @@ def test_up_runs_the_whole_stack_and_drains_the_demo(tmp_path: Path) -> None:
     assert f"development key (premium user 'dev'): {key}" in out
     password = (tmp_path / "dev-admin-password").read_text().strip()
     assert f"/admin/queues (login admin / {password})" in out
+    secret = (tmp_path / "dev-webhook-secret").read_text().strip()
+    assert secret.startswith("whsec_")
+    assert f"its webhook secret (signs its webhooks): {secret}" in out
     assert "queued 6 demo jobs" in out
     assert "waiting=0 active=0 completed=6 failed=0 delayed=0 total=6" in out
     assert "stopped the private redis-server" in out

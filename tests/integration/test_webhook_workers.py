@@ -201,3 +201,25 @@ async def test_a_receiver_that_hangs_times_out_and_is_tried_again(
     assert [a.outcome for a in log] == ["retry", "delivered"]
     assert "timed out" in log[0].detail
     assert 900 <= log[0].elapsed_ms < 1900
+
+
+async def test_an_endpoint_failing_long_enough_is_disabled_and_says_why(
+    pipe_settings: Settings, client: EngineBroker, store: CharacterStore, redis: Redis,
+    receiver: Receiver, workers: list[WorkerProcess],
+) -> None:  # fmt: skip
+    receiver.by_event["started"] = ["fail"] * 10  # attempts at 0, 0.3 and 0.9 s: failing
+    start_workers(workers, pipe_settings)
+    start_webhook_workers(workers, pipe_settings, webhook_disable_after_s=0.5)
+    await one_image(client, store, receiver.url)
+    await wait_until(lambda: deliveries_settled(redis, pipe_settings, 2), 30,
+                     "both deliveries to end")  # fmt: skip
+    # The third failure, 0.9 s after the first, disabled it: completed was never sent.
+    assert receiver.events() == [("started", receiver.seen[0].msg_id, 500)] * 3
+    ledger = WebhookLedger(redis, pipe_settings.webhook_queue)
+    endpoint = await ledger.endpoint("ann", receiver.url)
+    assert endpoint is not None
+    assert endpoint.disabled_at is not None
+    assert endpoint.disabled_why == "HTTP 500: receiver is down"
+    hooks = QueueAdmin(JobLedger(redis, delivery_settings(pipe_settings)))
+    dead = {j.error for j in await hooks.search("ann")}
+    assert any("endpoint disabled: HTTP 500" in (e or "") for e in dead), dead

@@ -25,17 +25,22 @@ import time
 from pathlib import Path
 
 import httpx
+from redis.exceptions import RedisError
 
 from imagequeue_api.demo import DemoError, PacedClient, run_demo
 from imagequeue_api.devservices import http_answers, redis_for, say, spawn, stop, upstream_for
 from imagequeue_api.serving import port_in_use
 from imagequeue_common.embedded_redis import EmbeddedRedisError
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.redis_conn import command_client
 from imagequeue_common.runtime import STOP_SIGNALS, ignore_late_stop_signals
 from imagequeue_common.settings import Settings, load_settings
+from imagequeue_common.webhook_secrets import WebhookSecrets
+from imagequeue_common.webhook_signing import new_secret
 
 DEV_KEY_FILE = "dev-api-key"
 ADMIN_FILE = "dev-admin-password"
+DEV_WEBHOOK_FILE = "dev-webhook-secret"
 
 
 def kept_secret(settings: Settings, name: str, prefix: str) -> str:
@@ -47,6 +52,28 @@ def kept_secret(settings: Settings, name: str, prefix: str) -> str:
     secret = f"{prefix}{secrets.token_urlsafe(24)}"
     path.write_text(secret + "\n")
     path.chmod(0o600)
+    return secret
+
+
+def dev_webhook_secret(settings: Settings) -> str:
+    """The development key's webhook secret, kept in ``DATA_DIR/dev-webhook-secret``."""
+    path = Path(settings.data_dir) / DEV_WEBHOOK_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_secret() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def install_dev_webhook_secret(url: str, settings: Settings) -> str:
+    """Give the development key (id ``dev``) its kept webhook secret, so webhooks can be
+    tried with it; the secret."""
+    secret = dev_webhook_secret(settings)
+    client = command_client(url)
+    try:
+        await WebhookSecrets(client, settings.queue_name).create("dev", secret)
+    finally:
+        await client.aclose()
     return secret
 
 
@@ -185,6 +212,11 @@ async def run_stack(args: argparse.Namespace, settings: Settings) -> int:
         if not await wait_for_api(api_url, children, shutdown):
             return 0
         announce(settings, api_url, key, admin_password)
+        try:
+            secret = await install_dev_webhook_secret(url, settings)
+            say(f"its webhook secret (signs its webhooks): {secret}")
+        except RedisError as exc:
+            say(f"could not give the development key its webhook secret: {exc}")
         demo = None
         if args.demo_jobs > 0:
             demo = asyncio.create_task(run_demo_safely(api_url, key, args.demo_jobs, settings))

@@ -48,10 +48,11 @@ class WebhookSecrets:
         self._keys = QueueKeys.for_queue(queue, namespace)
         self._rotate = redis.register_script(_ROTATE)
 
-    async def create(self, key_id: str) -> str:
-        """A new current secret for ``key_id`` at once, no grace for the one before (for a
-        new key; ``ApiKeyStore`` makes it in the key's own transaction)."""
-        secret = new_secret()
+    async def create(self, key_id: str, secret: str | None = None) -> str:
+        """A new current secret for ``key_id`` at once (``secret``, else a random one), no
+        grace for the one before (for a new key; ``ApiKeyStore`` makes it in the key's own
+        transaction; ``just up`` installs the development key's kept one)."""
+        secret = secret or new_secret()
         await self._redis.hset(self._keys.webhook_secret(key_id), "current", secret)
         return secret
 
