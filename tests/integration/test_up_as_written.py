@@ -71,7 +71,8 @@ def start_up(checkout: Path, *, in_shell: bool = False) -> Terminal:
 
 def assert_stopped_in_order(text: str, first: str) -> None:
     assert "Traceback" not in text, text
-    order = [first, "stopping the API", "stopping the worker", "stopping the scheduler",
+    order = [first, "stopping the API", "stopping the worker", "stopping the webhook worker",
+             "stopping the scheduler",
              "stopping the stub AI server", "[imagequeue] stopped"]  # fmt: skip
     if "started a private redis-server" in text:  # no Redis answered on 127.0.0.1:6379
         order.insert(-1, "stopped the private redis-server")

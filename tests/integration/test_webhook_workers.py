@@ -223,3 +223,19 @@ async def test_an_endpoint_failing_long_enough_is_disabled_and_says_why(
     hooks = QueueAdmin(JobLedger(redis, delivery_settings(pipe_settings)))
     dead = {j.error for j in await hooks.search("ann")}
     assert any("endpoint disabled: HTTP 500" in (e or "") for e in dead), dead
+
+
+async def test_a_revoked_key_signs_nothing_more(
+    pipe_settings: Settings, client: EngineBroker, store: CharacterStore, redis: Redis,
+    receiver: Receiver, workers: list[WorkerProcess],
+) -> None:  # fmt: skip
+    await WebhookSecrets(redis, pipe_settings.queue_name).delete(KEY)  # the key was revoked
+    start_workers(workers, pipe_settings)
+    start_webhook_workers(workers, pipe_settings)
+    await one_image(client, store, receiver.url, "completed")
+    await wait_until(lambda: deliveries_settled(redis, pipe_settings, 1), 30,
+                     "the delivery to be dead-lettered")  # fmt: skip
+    assert receiver.seen == []  # nothing unsigned, nothing signed with a dead secret
+    dead = (await QueueAdmin(JobLedger(redis, delivery_settings(pipe_settings))).search("ann"))[0]
+    assert dead.state == JobState.FAILED
+    assert "webhook secret is gone" in (dead.error or "")
