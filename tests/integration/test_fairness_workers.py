@@ -81,19 +81,24 @@ async def test_twenty_users_each_start_within_one_turn_of_a_flood(
         return len(await started(redis, queue)) >= 10
 
     await wait_until(some_started, 30, "the flood to start")
-    singles = await asyncio.gather(*(kick(broker, f"user{i}", sleep_ms=100) for i in range(20)))
-    before = len(await started(redis, queue))
+    # Twenty users arrive one after another while the flood runs; each notes how many runs
+    # had started when it arrived.
+    arrived: dict[str, int] = {}
+    for i in range(20):
+        before = len(await started(redis, queue))
+        arrived[await kick(broker, f"user{i}", sleep_ms=100)] = before
 
     async def singles_started() -> bool:
-        return set(singles) <= set(await started(redis, queue))
+        return set(arrived) <= set(await started(redis, queue))
 
     await wait_until(singles_started, 30, "the twenty single jobs to start")
     order = await started(redis, queue)
-    last = max(order.index(job_id) for job_id in singles)
-    passed = [job_id for job_id in order[before:last] if job_id in flood]
-    # Under FIFO, 80-90 of the flood's jobs would start first; fair share lets one turn of
-    # the flooder by (two if a claim landed while the twenty were being enqueued).
-    assert len(passed) <= 2, passed
+    passed = {job_id: [j for j in order[before:order.index(job_id)] if j in flood]
+              for job_id, before in arrived.items()}  # fmt: skip
+    # Under FIFO, 80-90 of the flood's jobs would start before the last of them. Fair share
+    # lets one job of the flooder's by each newcomer (its turn being served), and one more
+    # when a run claimed just before the arrival was noted only after it.
+    assert max(len(jobs) for jobs in passed.values()) <= 2, passed
 
 
 async def test_the_cap_on_running_jobs_holds_across_three_workers(
