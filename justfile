@@ -109,3 +109,24 @@ bench-logins *ARGS:
 # The load test: 1000 users through the whole stack, checks and reports (--help for options).
 loadtest *ARGS:
     uv run python -m loadtest.run {{ARGS}}
+
+# Where no container registry answers (#17): a Debian bookworm base made with debootstrap,
+# and on it a Python 3.11 stand-in for python:3.11-slim; then the image built on it.
+# Needs root, dockerd and debootstrap (apt-get install docker.io debootstrap).
+local-bases MIRROR="http://deb.debian.org/debian":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! docker image inspect iq-local-base:bookworm >/dev/null 2>&1; then
+        root="$(mktemp -d /var/tmp/iq-base.XXXXXX)"
+        debootstrap --variant=minbase bookworm "$root" "{{MIRROR}}"
+        tar -C "$root" -c . | docker import - iq-local-base:bookworm
+        rm -rf "$root"
+    fi
+    context="$(mktemp -d)"
+    cp /etc/ssl/certs/ca-certificates.crt "$context/ca.crt"
+    docker build --network host -t iq-local-python:3.11 -f infra/local/python.Dockerfile "$context"
+    rm -rf "$context"
+    docker build --network host --build-arg PYTHON_IMAGE=iq-local-python:3.11 \
+        -f infra/Dockerfile -t imagequeue:latest .
+    docker image ls --format '{{{{.Repository}}:{{{{.Tag}} {{{{.Size}}' | grep -E '^(iq-local|imagequeue)'
+
