@@ -28,6 +28,11 @@ async def deliveries_view(
     index = ledger.keys.by_ref(job_id) if job_id else ledger.keys.by_user(owner)
     ids: list[str] = await ledger.client.zrevrange(index, 0, limit - 1)  # type: ignore[assignment]
     jobs = [j for j in await QueueAdmin(ledger).load(ids) if j.user == owner]
+    return await delivery_views(resources, jobs)
+
+
+async def delivery_views(resources: Resources, jobs: list[Job]) -> list[DeliveryOut]:
+    """Delivery jobs as their owner sees them, with their attempts (one read for all)."""
     logs = await resources.webhooks.attempts([j.id for j in jobs])
     return [out for j in jobs if (out := delivery_view(j, logs.get(j.id, []))) is not None]
 

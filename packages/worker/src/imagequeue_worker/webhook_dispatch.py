@@ -45,6 +45,9 @@ class Dispatcher:
         self._outage = RedisOutage("webhook dispatch", log,
                                    retry_s=images.settings.redis_retry_ms / 1000)  # fmt: skip
         self._task: asyncio.Task[None] | None = None
+        self._next_takeover = 0.0
+        """When (``loop.time()``) to look for a dead consumer's entries again: every half
+        of ``idle_ms``, not on every round."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatch")
@@ -80,9 +83,14 @@ class Dispatcher:
     async def round(self, block_ms: int = BLOCK_MS) -> int:
         """Take over stale entries, else wait for new ones; dispatch them; how many."""
         client = self.images.client
-        reply = await client.xautoclaim(self.outbox, GROUP, self.consumer, self.idle_ms,
-                                        start_id="0-0", count=BATCH)  # fmt: skip
-        entries: list[tuple[str, dict[str, str]]] = [e for e in reply[1] if e[1]]
+        entries: list[tuple[str, dict[str, str]]] = []
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_takeover:
+            reply = await client.xautoclaim(self.outbox, GROUP, self.consumer, self.idle_ms,
+                                            start_id="0-0", count=BATCH)  # fmt: skip
+            entries = [e for e in reply[1] if e[1]]
+            if len(entries) < BATCH:  # else more may wait: look again next round
+                self._next_takeover = now + self.idle_ms / 2000
         if not entries:
             read = await self.blocking.xreadgroup(GROUP, self.consumer, {self.outbox: ">"},
                                                   count=BATCH, block=block_ms)  # fmt: skip

@@ -16,7 +16,7 @@ from imagequeue_api.dashboard.pages import BASE, back, render
 from imagequeue_api.problems import Problem
 from imagequeue_api.resources import Res, Resources
 from imagequeue_api.webhook_schemas import DeliveryOut
-from imagequeue_api.webhook_views import delivery_view
+from imagequeue_api.webhook_views import delivery_views
 from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import JobNotFoundError, JobStateError
 from imagequeue_common.queue.admin import QueueAdmin
@@ -28,11 +28,6 @@ KINDS: dict[str, tuple[JobState, ...]] = {
     "succeeded": (JobState.COMPLETED,),
     "failed": (JobState.FAILED,),
 }
-
-
-async def _views(resources: Resources, jobs: list[Job]) -> list[DeliveryOut]:
-    logs = await resources.webhooks.attempts([j.id for j in jobs])
-    return [v for j in jobs if (v := delivery_view(j, logs.get(j.id, []))) is not None]
 
 
 def shown_url(url: str, admin: bool) -> str:
@@ -48,7 +43,7 @@ async def job_deliveries(resources: Resources, job_id: str) -> list[DeliveryOut]
     """One image job's deliveries, oldest first (for its page)."""
     ledger = resources.deliveries
     ids: list[str] = await ledger.client.zrange(ledger.keys.by_ref(job_id), 0, 99)  # type: ignore[assignment]
-    return await _views(resources, await QueueAdmin(ledger).load(ids))
+    return await delivery_views(resources, await QueueAdmin(ledger).load(ids))
 
 
 @get("/webhooks", guards=[require_viewer])
@@ -72,7 +67,7 @@ async def deliveries_page(
     has_more, jobs = len(jobs) > PAGE, jobs[:PAGE]
     session = session_of(request)
     is_admin = session is not None and session.role == "admin"
-    deliveries = await _views(resources, jobs)
+    deliveries = await delivery_views(resources, jobs)
     outcomes = await resources.webhooks.outcomes()
 
     def page_url(n: int) -> str:
