@@ -10,6 +10,7 @@ to the top process, and closing the terminal window.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -132,3 +133,36 @@ def test_closing_the_terminal_stops_everything(checkout: Path, in_shell: bool) -
         assert left == [], f"still running after the hang-up: {left}"
     finally:
         terminal.close()
+
+
+def test_a_killed_uv_leaves_nothing_running(checkout: Path, tmp_path: Path) -> None:
+    # A process manager or a test runner that gives up with SIGKILL to `uv` (no terminal
+    # here: stdin is /dev/null, as under a supervisor) leaves `just` and the stack orphaned;
+    # the stack sees its launcher end and stops in order, freeing port 8088.
+    if answers("127.0.0.1", 8088, timeout=0.2):
+        pytest.fail("something already listens on 127.0.0.1:8088, the port `just up` uses")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OURS)}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        uv = subprocess.Popen([*uv_command(), "run", "just", "up"], cwd=checkout, env=env,
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                              start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while "Ctrl-C stops everything" not in log.read_text(errors="replace"):
+            assert uv.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        uv.kill()
+        uv.wait(timeout=10)
+        deadline = time.monotonic() + 120
+        while (left := processes_in(checkout)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == [], f"still running after uv was killed: {left}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(uv.pid, signal.SIGKILL)
+    text = log.read_text(errors="replace")
+    assert f"uv (pid {uv.pid}), which started us, ended" in text, text
+    assert_stopped_in_order(text, "which started us, ended: stopping")
+    assert not answers("127.0.0.1", 8088, timeout=0.2)

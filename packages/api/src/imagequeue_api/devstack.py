@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from imagequeue_api.demo import DemoError, PacedClient, run_demo
 from imagequeue_api.devservices import http_answers, redis_for, say, spawn, stop, upstream_for
+from imagequeue_api.launcher import Launcher, launchers
 from imagequeue_api.serving import port_in_use
 from imagequeue_common.embedded_redis import EmbeddedRedisError
 from imagequeue_common.errors import SettingsError
@@ -107,6 +108,9 @@ class Shutdown:
     and when that is ``uv`` (a terminal whose first program is ``uv run just up``) uv passes
     it to ``just``, which passes nothing on. So the terminal itself says it is gone: end of
     input on it (EIO once the window closed; Ctrl-D too) stops the stack.
+
+    And so do the processes that launched us ending (:mod:`launcher`): a ``uv`` killed
+    outright must not leave the stack running with nobody to stop it.
     """
 
     def __init__(self) -> None:
@@ -119,6 +123,14 @@ class Shutdown:
             loop.add_signal_handler(signum, self._on_signal, signum)
         if _leads_terminal(sys.stdin.fileno()):
             loop.add_reader(sys.stdin.fileno(), self._on_terminal, sys.stdin.fileno())
+        for parent in launchers():
+            loop.add_reader(parent.fd, self._on_launcher_end, parent)
+
+    def _on_launcher_end(self, parent: Launcher) -> None:
+        asyncio.get_running_loop().remove_reader(parent.fd)
+        os.close(parent.fd)
+        self._stop(f"{parent.name} (pid {parent.pid}), which started us, ended: stopping "
+                   "(running jobs finish first)")  # fmt: skip
 
     def _on_signal(self, signum: int) -> None:
         self._stop(f"{signal.Signals(signum).name}: stopping (running jobs finish first)")
