@@ -110,6 +110,11 @@ bench-logins *ARGS:
 loadtest *ARGS:
     uv run python -m loadtest.run {{ARGS}}
 
+# Build the image, start infra/docker-compose.yml, run the seed's flow through its port, kill
+# a worker, restart Redis, scale workers 3 -> 6 -> 1; one JSON line (needs dockerd; minutes).
+compose-test *ARGS:
+    uv run python -m loadtest.compose {{ARGS}}
+
 # Where no container registry answers (#17): a Debian bookworm base made with debootstrap,
 # and on it a Python 3.11 stand-in for python:3.11-slim; then the image built on it.
 # Needs root, dockerd and debootstrap (apt-get install docker.io debootstrap).
@@ -126,6 +131,8 @@ local-bases MIRROR="http://deb.debian.org/debian":
     cp /etc/ssl/certs/ca-certificates.crt "$context/ca.crt"
     docker build --network host -t iq-local-python:3.11 -f infra/local/python.Dockerfile "$context"
     rm -rf "$context"
+    docker build --network host -t iq-local-redis:7 -f infra/local/redis.Dockerfile infra/local
+    docker build --network host -t iq-local-postgres:15 -f infra/local/postgres.Dockerfile infra/local
     docker build --network host --build-arg PYTHON_IMAGE=iq-local-python:3.11 \
         -f infra/Dockerfile -t imagequeue:latest .
     docker image ls --format '{{{{.Repository}}:{{{{.Tag}} {{{{.Size}}' | grep -E '^(iq-local|imagequeue)'

@@ -156,6 +156,9 @@ class GenerationOut(msgspec.Struct, frozen=True, rename="camel"):
     progress_message: str = ""
     attempts: int = 0
     max_attempts: int = 0
+    stalls: int = 0
+    """Runs taken back from a worker that stopped renewing its lease (it crashed or lost
+    Redis) and started again elsewhere; they do not use up attempts."""
     last_error: str | None = None
     result_url: str | None = None
     position: int | None = None

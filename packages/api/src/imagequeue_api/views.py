@@ -28,6 +28,7 @@ async def generation_view(ledger: JobLedger, job: Job, rates_cache: RatesCache) 
         progress_message=job.progress_msg,
         attempts=job.attempts,
         max_attempts=job.max_attempts,
+        stalls=job.stalls,
         last_error=_public_error(job.error),
         result_url=result_url(job),
         position=position,

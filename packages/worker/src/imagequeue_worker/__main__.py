@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import sys
 
@@ -16,10 +15,12 @@ from taskiq.cli.worker.args import WorkerArgs
 from taskiq.cli.worker.run import run_worker
 
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.logs import configure_logging
 from imagequeue_common.redis_conn import preflight_ok
 from imagequeue_common.runtime import STOP_SIGNALS, ignore_late_stop_signals
 from imagequeue_common.settings import Settings, load_settings
 from imagequeue_worker.app import build_broker, create_scheduler
+from imagequeue_worker.health import health_problem, live_workers_json
 
 WEBHOOK_BROKER = "imagequeue_worker.webhook_app:create_broker"
 
@@ -88,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     hooks.add_argument("--processes", type=int, default=1, help="processes (default 1)")
     sub.add_parser("scheduler", help="run the cleanup schedule")
     sub.add_parser("clean", help="remove finished jobs past retention now")
+    health = sub.add_parser("health", help="exit 0 when a worker of this host is alive "
+                                           "(container healthchecks)")  # fmt: skip
+    health.add_argument("--webhooks", action="store_true", help="a webhook worker instead")
+    workers = sub.add_parser("workers", help="list the live workers, a JSON line each")
+    workers.add_argument("--webhooks", action="store_true", help="webhook workers instead")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(os.environ)
@@ -95,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imagequeue-worker: bad setting: {exc}", file=sys.stderr)
         return 2
     if args.command in ("run", "webhooks"):
+        # The process manager logs too, before taskiq's own basicConfig (which then keeps
+        # these handlers): in LOG_FORMAT, so a collector gets JSON lines from it as well.
+        configure_logging(settings.log_format, settings.log_level)
         if args.processes < 1:
             parser.error("--processes must be at least 1")
         if not preflight_ok("imagequeue-worker", settings.redis_url_or_default):
@@ -105,11 +114,19 @@ def main(argv: list[str] | None = None) -> int:
             return run_worker(hook_args) or 0
         return run_worker(worker_args(settings, args.processes, args.broker)) or 0
     if args.command == "scheduler":
-        logging.basicConfig(level=settings.log_level.upper())
+        configure_logging(settings.log_format, settings.log_level)
         try:
             return asyncio.run(_schedule())
         finally:
             ignore_late_stop_signals()
+    if args.command == "workers":
+        for line in asyncio.run(live_workers_json(settings, webhooks=args.webhooks)):
+            print(line)
+        return 0
+    if args.command == "health":
+        problem = asyncio.run(health_problem(settings, webhooks=args.webhooks))
+        print(f"unhealthy: {problem}" if problem else "healthy")
+        return 1 if problem else 0
     asyncio.run(_clean(settings))
     return 0
 
