@@ -115,6 +115,11 @@ loadtest *ARGS:
 compose-test *ARGS:
     uv run python -m loadtest.compose {{ARGS}}
 
+# The seed's three servers: three compose projects (infra/server.yml) on one Redis and one
+# PostgreSQL; one server killed under load; one JSON line (needs dockerd; minutes).
+compose-servers:
+    uv run python -m loadtest.compose.servers
+
 # Where no container registry answers (#17): a Debian bookworm base made with debootstrap,
 # and on it a Python 3.11 stand-in for python:3.11-slim; then the image built on it.
 # Needs root, dockerd and debootstrap (apt-get install docker.io debootstrap).

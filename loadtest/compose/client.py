@@ -46,9 +46,17 @@ class Api:
     """One user's view of the API at ``base_url``."""
 
     def __init__(self, base_url: str, key: str) -> None:
+        self.key = key
         self.http = httpx.Client(base_url=base_url, timeout=30,
                                  headers={"Authorization": f"Bearer {key}"})  # fmt: skip
         self._poses: list[str] = []
+        self._elsewhere: dict[str, Api] = {}
+
+    def at(self, base_url: str) -> Api:
+        """The same user through another API (server)."""
+        if base_url not in self._elsewhere:
+            self._elsewhere[base_url] = Api(base_url, self.key)
+        return self._elsewhere[base_url]
 
     def data(self, method: str, path: str, body: object = None) -> Any:
         """The answer's ``data``, waiting out 429s as ``Retry-After`` says (a polite client:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -48,3 +51,20 @@ async def test_last_error_of_a_dead_letter_says_it_gave_up_and_hides_internals(
     assert read["state"] == "failed"
     n = job.max_attempts
     assert read["lastError"] == f"RetryableJobError: upstream 502 (gave up after {n} attempts)"
+
+
+async def test_a_job_taken_back_from_a_dead_worker_shows_its_stall(
+    client: Client, ledger: JobLedger, make_key: MakeKey
+) -> None:
+    # A worker claims the job and dies (it never renews the lease); another worker's beat
+    # takes the job back once the lease ran out. The API says so: one stall, no attempt used.
+    alice = await make_key("alice")
+    job_id = (await create(client, alice))["imageJob"]["id"]
+    assert [j.job_id for j in (await ledger.claim("dead-worker", 1)).jobs] == [job_id]
+    deadline = time.monotonic() + ledger.settings.lease_ms / 1000 * 5
+    while (read := (await client.get(f"/api/v1/generations/{job_id}", headers=alice))
+           .json()["data"])["state"] != "waiting":  # fmt: skip
+        assert time.monotonic() < deadline, read
+        await ledger.recover_stalled()
+        await asyncio.sleep(0.1)
+    assert (read["stalls"], read["attempts"]) == (1, 0)
