@@ -111,7 +111,8 @@ loadtest *ARGS:
     uv run python -m loadtest.run {{ARGS}}
 
 # Build the image, start infra/docker-compose.yml, run the seed's flow through its port, kill
-# a worker, restart Redis, scale workers 3 -> 6 -> 1; one JSON line (needs dockerd; minutes).
+# a worker, SIGTERM a busy one, restart Redis, scale workers 3 -> 6 -> 1; one JSON line (needs
+# dockerd; minutes).
 compose-test *ARGS:
     uv run python -m loadtest.compose {{ARGS}}
 

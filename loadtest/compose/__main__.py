@@ -25,6 +25,7 @@ from loadtest.compose.stack import apis, files, free_port, run_env
 def checks(figures: dict[str, Any]) -> dict[str, bool]:
     """What must hold, by name."""
     kill, restart, scale = figures["kill"], figures["redis_restart"], figures["scale"]
+    stop = figures["stop"]
     return {
         "seed_flow": bool(figures["dashboard_login"]) and figures["png_bytes"] > 0,
         "healthy": figures["unhealthy_at_end"] == [],
@@ -32,6 +33,10 @@ def checks(figures: dict[str, Any]) -> dict[str, bool]:
         and kill["one_image_each"]
         and kill["running_on_killed"] > 0
         and kill["ran_twice"] >= kill["running_on_killed"],
+        "sigterm_lets_running_jobs_finish": stop["lost"] == 0
+        and stop["ran_twice"] == 0
+        and stop["exit_code"] == 0
+        and stop["stop_s"] < 150,
         "redis_restart_loses_nothing": restart["lost"] == 0
         and restart["crashed"] == 0
         and restart["one_image_each"],
@@ -66,6 +71,7 @@ def run(keep: bool) -> dict[str, Any]:
         login = lambda: dashboard_login(base_url, "admin", project.env["ADMIN_PASSWORD"])  # noqa: E731
         figures.update(seed_flow(users[0], login))
         figures["kill"] = phases.kill_a_worker(project, users)
+        figures["stop"] = phases.stop_a_busy_worker(project, users)
         figures["redis_restart"] = phases.restart_redis(project, users)
         figures["scale"] = phases.scale_workers(project, users)
         figures["stub_peak_per_second"] = phases.stub_peak(project)

@@ -13,12 +13,13 @@ from loadtest.compose.docker import (
     health,
     hostname,
     inspect,
-    restart_count,  # fmt: skip
+    restart_count,
 )
 from loadtest.compose.stack import (
     APP_SERVICES,
     live_workers,
     logs_not_json,
+    stub_config,
     stub_stats,
     wait_workers,
 )
@@ -46,11 +47,7 @@ def kill_a_worker(project: Project, users: list[Api]) -> dict[str, Any]:
     """``docker kill`` a worker container while it runs jobs: they finish elsewhere once its
     leases run out, each character with one image."""
     sent = submit(users, 30, "Kill Phase")
-    deadline = time.monotonic() + 60
-    while not (busy := [w for w in live_workers(project) if w["running"] >= 2]):
-        if time.monotonic() > deadline:
-            raise DockerError("no worker ran two jobs at once within 60 s")
-        time.sleep(0.3)
+    busy = [_busy_worker(project, 2)]
     victim = next(c for c in project.containers("worker") if hostname(c) == busy[0]["host"])
     docker("kill", victim)
     killed_at = time.monotonic()
@@ -59,6 +56,37 @@ def kill_a_worker(project: Project, users: list[Api]) -> dict[str, Any]:
     return {**outcome, "running_on_killed": busy[0]["running"], "refused": sent.refused,
             "recovered_s": round(time.monotonic() - killed_at, 1),
             "killed_restarted_by_docker": inspect(victim)["State"]["Running"]}  # type: ignore[index]  # fmt: skip
+
+
+def stop_a_busy_worker(project: Project, users: list[Api]) -> dict[str, Any]:
+    """``docker stop`` (SIGTERM) a worker running jobs of 15-20 s: it waits for them, they
+    complete on it (no stall), and it is gone within the compose file's grace period."""
+    stub_config(project, latency_min_s=15, latency_max_s=20, time_scale=1.0)
+    try:
+        sent = submit(users, 12, "Stop Phase")
+        busy = _busy_worker(project, 2)
+        victim = next(c for c in project.containers("worker") if hostname(c) == busy["host"])
+        started = time.monotonic()
+        docker("stop", "-t", "150", victim)
+        stop_s = time.monotonic() - started
+    finally:
+        stub_config(project, latency_min_s=30, latency_max_s=60, time_scale=0.05)
+    outcome = _outcome(sent.jobs, timeout_s=240)
+    outcome.pop("records")
+    state = inspect(victim)["State"]
+    assert isinstance(state, dict)
+    return {**outcome, "running_on_stopped": busy["running"], "stop_s": round(stop_s, 1),
+            "exit_code": state["ExitCode"]}  # fmt: skip
+
+
+def _busy_worker(project: Project, running: int) -> dict[str, Any]:
+    """A live worker running at least ``running`` jobs (waited for up to 60 s)."""
+    deadline = time.monotonic() + 60
+    while not (busy := [w for w in live_workers(project) if w["running"] >= running]):
+        if time.monotonic() > deadline:
+            raise DockerError(f"no worker ran {running} jobs at once within 60 s")
+        time.sleep(0.3)
+    return busy[0]
 
 
 def restart_redis(project: Project, users: list[Api]) -> dict[str, Any]:
@@ -101,6 +129,7 @@ def scale_workers(project: Project, users: list[Api]) -> dict[str, Any]:
         time.sleep(15)
         marks["to_1"] = time.time()
         started = time.monotonic()
+        running = sum(w["running"] for w in live_workers(project))
         project.run("up", "-d", "--no-recreate", "--scale", "worker=1", "worker")
         down_s = time.monotonic() - started
         marks["at_1"] = time.time()
@@ -109,6 +138,7 @@ def scale_workers(project: Project, users: list[Api]) -> dict[str, Any]:
     outcome = _outcome(submitter.sent.jobs, timeout_s=600)
     records = outcome.pop("records")
     return {**outcome, "refused": submitter.sent.refused, "peak_workers": 6,
+            "running_at_scale_down": running,
             "workers_after": len(live_workers(project)), "scale_up_s": round(up_s, 1),
             "scale_down_s": round(down_s, 1),
             "completed_per_s": {

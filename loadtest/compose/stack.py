@@ -83,6 +83,14 @@ def stub_stats(project: Project, service: str = "api") -> dict[str, Any]:
     return found
 
 
+def stub_config(project: Project, **changes: float) -> None:
+    """Change the stub AI server's config (``POST /stub/config``) from inside the network."""
+    code = ("import json, sys, urllib.request as u; "
+            "u.urlopen(u.Request('http://stub-ai:8090/stub/config', data=sys.argv[1].encode(), "
+            "headers={'Content-Type': 'application/json'}), timeout=5)")  # fmt: skip
+    project.exec("api", "python", "-c", code, json.dumps(changes))
+
+
 def apis(base_url: str, project: Project, users: int, prefix: str = "u") -> list[Api]:
     """``users`` users, each with a key of its own."""
     return [Api(base_url, new_key(project, f"{prefix}{i}")) for i in range(users)]
