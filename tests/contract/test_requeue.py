@@ -12,7 +12,7 @@ from imagequeue_common.contracts import JobState
 from imagequeue_common.errors import DuplicateJobError
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import Settings
-from tests.contract.test_acks import kicker, runs
+from tests.contract.test_acks import kicker, runs, settled
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ async def test_requeue_runs_the_task_again_with_the_new_labels(
     result = await task.wait_result(timeout=30)
     assert (result.is_err, result.return_value) == (False, "1"), result.error
     assert await runs(redis, settings, task.task_id) == 2
-    assert (await client.ledger.get_job(task.task_id)).state is JobState.COMPLETED
+    assert (await settled(client, task.task_id)).state is JobState.COMPLETED
 
 
 async def test_smart_retry_middleware_retries_until_it_works(
@@ -44,7 +44,7 @@ async def test_smart_retry_middleware_gives_up_with_the_error(
     assert result.is_err
     assert isinstance(result.error, PermissionError)
     assert await runs(redis, settings, task.task_id) == 2
-    assert (await client.ledger.get_job(task.task_id)).state is JobState.FAILED
+    assert (await settled(client, task.task_id)).state is JobState.FAILED
 
 
 async def test_kicking_a_finished_id_again_runs_it_afresh(
@@ -55,7 +55,7 @@ async def test_kicking_a_finished_id_again_runs_it_afresh(
     again = await kicker(client, "add").with_task_id("same-id").kiq(20, 2)
     assert again.task_id == "same-id"
     assert (await again.wait_result(timeout=30)).return_value == 22
-    job = await client.ledger.get_job("same-id")
+    job = await settled(client, "same-id")
     assert (job.state, job.attempts) == (JobState.COMPLETED, 1)  # a fresh job, not a retry
     assert await runs(redis, settings, "same-id") == 2
     assert (await client.ledger.stats()).completed == 1  # one job of that id, counted once

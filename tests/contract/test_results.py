@@ -19,7 +19,7 @@ from taskiq.kicker import AsyncKicker
 from imagequeue_common.contracts import JobState
 from imagequeue_common.queue.broker import EngineBroker
 from imagequeue_common.settings import Settings
-from tests.contract.test_acks import MODULE, kicker, runs
+from tests.contract.test_acks import MODULE, kicker, runs, settled
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ async def test_a_plain_error_comes_back_as_itself_after_one_run(
     assert str(result.error) == "no such image: a.png"
     with pytest.raises(LookupError):
         result.raise_for_error()
-    job = await client.ledger.get_job(task.task_id)
+    job = await settled(client, task.task_id)
     assert (job.state, job.attempts, job.max_attempts) == (JobState.FAILED, 1, 1)
     assert await runs(redis, settings, task.task_id) == 1
 
