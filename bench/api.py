@@ -2,9 +2,12 @@
 
 The API runs as ``imagequeue-api serve`` with ``API_PROCESSES`` processes on a private Redis
 and SQLite, and the load comes from separate C programs from Debian's packages (installed
-with apt-get when missing and root). Every request is a real character creation: a
-database insert and a job queued in Redis (no worker runs, so jobs wait; the per-user
-limits are off so one key can drive the load). Two phases, each on 1000 connections:
+with apt-get when missing and root). Every request is a real character creation: a real API
+key looked up, the per-user rate and quota and the queue's length checked (``LIMITS``: at
+values the one key never reaches), a database insert and a job queued in Redis (no worker
+runs, so jobs wait). Beside ours, alternately, the peer (``bench/peers/api.js``: Fastify +
+BullMQ doing the same work, on its own private Redis and SQLite) under the same load; the
+line has both and their ratio (``vs_peer``). Two phases, each on 1000 connections:
 
 - **saturation** (``wrk``, closed loop: each connection sends its next request when the
   last is answered): the most requests per second the API serves — ``requests_per_s``.
@@ -27,6 +30,7 @@ import platform
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,12 +39,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.engine import ROOT
+from bench.peers import make_key, peer_created, peer_server
 from imagequeue_common.embedded_redis import EmbeddedRedis, free_port
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.redis_conn import command_client
 from imagequeue_common.settings import Settings
 
 DEV_KEY = "bench-api-key-0123456789"
+"""A key for tools that call the API with limits off (schemathesis, bench-logins)."""
+LIMITS = {
+    "API_USER_RPS": "10000000",
+    "USER_MAX_PENDING": "100000000",
+    "MAX_QUEUE_LENGTH": "100000000",
+}
+"""Every per-user and queue limit is checked on each request (real work, as in production),
+at values one key driving the whole load never reaches."""
 WARMUP_S = 2
 STAGGER_PERIOD_S = 0.01
 LUA = """
@@ -119,11 +132,11 @@ def _span_s(rows: list[list[str]]) -> float:
     return (last - first) / 1e6
 
 
-def run_wrk(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+def run_wrk(url: str, key: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
     """The saturation phase."""
     wrk = ensure_tool("wrk", "wrk")
     script = tmp / "post.lua"
-    script.write_text(LUA % DEV_KEY)
+    script.write_text(LUA % key)
     done = subprocess.run(
         [wrk, "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
          "--timeout", "10s", "--latency", "-s", str(script), url],
@@ -132,7 +145,7 @@ def run_wrk(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
     return parse_wrk(done.stdout)
 
 
-def run_h2load(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+def run_h2load(url: str, key: str, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
     """The paced phase: ``args.paced_rps`` in all, spread evenly over the connections."""
     h2load = ensure_tool("h2load", "nghttp2-client")
     body = tmp / "body.json"
@@ -146,41 +159,89 @@ def run_h2load(url: str, tmp: Path, args: argparse.Namespace) -> dict[str, float
         [h2load, "--h1", "-c", str(args.connections), "-t", "1", "--rps", f"{per_client:g}",
          "-r", str(starts_per_period), "--rate-period", f"{round(STAGGER_PERIOD_S * 1000)}ms",
          "-n", str(args.paced_rps * args.duration), "-d", str(body), "--log-file", str(log),
-         "-H", f"Authorization: Bearer {DEV_KEY}", "-H", "Content-Type: application/json",
+         "-H", f"Authorization: Bearer {key}", "-H", "Content-Type: application/json",
          url],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return parse_h2load(log, done.stdout)
 
 
+Phase = Callable[[str, str, Path, argparse.Namespace], dict[str, float]]
+
+
+def measure(service: str, phase: Phase, args: argparse.Namespace) -> dict[str, float]:
+    """One phase against a fresh ``service`` ("ours" or "peer"), its Redis and database;
+    exits when its 201s did not each make a character and a queued job."""
+    with tempfile.TemporaryDirectory() as tmp:
+        serve = api_server if service == "ours" else peer_server
+        with serve(Path(tmp), args.api_processes, LIMITS) as (url, redis_url, key, stop):
+            figures = phase(f"{url}/api/v1/characters", key, Path(tmp), args)
+            stop()  # graceful: requests in flight when the load stopped finish first
+            db = Path(tmp) / "b.db"
+            made = (asyncio.run(created_counts(db, redis_url)) if service == "ours"
+                    else peer_created(db, redis_url))  # fmt: skip
+    if made["characters"] != made["queued_jobs"]:
+        sys.exit(f"{service} {phase.__name__}: characters and queued jobs differ: {made}")
+    return {**figures, f"{phase.__name__.removeprefix('run_')}_created": made["characters"]}
+
+
+def summary(figures: dict[str, float]) -> dict[str, float]:
+    """The headline figures of one service's phases."""
+    return {"requests_per_s": figures["requests_per_s"], "p50_ms": figures["p50_ms"],
+            "p99_ms": figures["p99_ms"], "errors": figures["errors"] + figures["saturated_errors"],
+            "saturated_p99_ms": figures["saturated_p99_ms"]}  # fmt: skip
+
+
 def main() -> None:
-    """Start Redis and the API, run both phases, print one JSON line."""
+    """Ours and the peer, phase by phase and alternately, one JSON line with both."""
     parser = argparse.ArgumentParser(prog="just bench-api")
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=20, help="seconds per phase")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--api-processes", type=int, default=2)
     parser.add_argument("--paced-rps", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1, help="ours/peer alternations")
+    parser.add_argument("--no-peer", action="store_true", help="ours only")
     args = parser.parse_args()
-    figures: dict[str, float] = {}
-    for phase in (run_wrk, run_h2load):  # a fresh API, Redis and database for each phase
-        with tempfile.TemporaryDirectory() as tmp:
-            with api_server(Path(tmp), args.api_processes) as (url, redis_url, stop_api):
-                figures |= phase(f"{url}/api/v1/characters", Path(tmp), args)
-                stop_api()  # graceful: requests in flight when the load stopped finish first
-                created = asyncio.run(created_counts(Path(tmp) / "b.db", redis_url))
-            if created["characters"] != created["queued_jobs"]:
-                sys.exit(f"{phase.__name__}: characters and queued jobs differ: {created}")
-            figures[f"{phase.__name__.removeprefix('run_')}_created"] = created["characters"]
-    line = {"bench": "api", "route": "POST /api/v1/characters",
-            "connections": args.connections, "requests_per_s": figures.pop("requests_per_s"),
-            "p50_ms": figures.pop("p50_ms"), "p99_ms": figures.pop("p99_ms"),
-            "errors": figures.pop("errors") + figures["saturated_errors"],
-            "api_processes": args.api_processes, "paced_rps": args.paced_rps, **figures,
-            "load_generators": "wrk (saturation), h2load (paced)",
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                       f"Python {platform.python_version()}"}  # fmt: skip
+    services = ["ours"] if args.no_peer else ["ours", "peer"]
+    runs: dict[str, list[dict[str, float]]] = {s: [] for s in services}
+    for n in range(args.rounds):
+        order = services if n % 2 == 0 else services[::-1]
+        for service in order:
+            figures: dict[str, float] = {}
+            for phase in (run_wrk, run_h2load):
+                figures |= measure(service, phase, args)
+            runs[service].append(figures)
+    ours = median_of(runs["ours"])
+    line: dict[str, object] = {
+        "bench": "api", "route": "POST /api/v1/characters", "connections": args.connections,
+        **summary(ours), "api_processes": args.api_processes, "paced_rps": args.paced_rps,
+        "rounds": args.rounds,
+        **{k: v for k, v in ours.items() if k not in summary(ours)},
+    }  # fmt: skip
+    if not args.no_peer:
+        peer = median_of(runs["peer"])
+        line["peer"] = {"what": "Fastify 5 + BullMQ 6 (bench/peers/api.js)", **summary(peer),
+                        "saturated_requests": peer["saturated_requests"]}  # fmt: skip
+        line["vs_peer"] = {k: round(ours[k] / peer[k], 2) if peer[k] else None
+                           for k in ("requests_per_s", "p99_ms", "saturated_p99_ms")}  # fmt: skip
+    line["load_generators"] = "wrk (saturation), h2load (paced)"
+    line["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
+                       f"{platform.python_version()}, Node {node_version()}")  # fmt: skip
     print(json.dumps(line))
+
+
+def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds."""
+    return {k: round(statistics.median(r[k] for r in rounds), 1) for k in rounds[0]}
+
+
+def node_version() -> str:
+    found = shutil.which("node")
+    if found is None:
+        return "none"
+    return subprocess.run([found, "--version"], capture_output=True, text=True,
+                          check=False).stdout.strip()  # fmt: skip
 
 
 async def created_counts(db: Path, redis_url: str) -> dict[str, int]:
@@ -199,17 +260,18 @@ async def created_counts(db: Path, redis_url: str) -> dict[str, int]:
 @contextlib.contextmanager
 def api_server(
     tmp: Path, processes: int, extra_env: dict[str, str] | None = None
-) -> Iterator[tuple[str, str, Callable[[], None]]]:
+) -> Iterator[tuple[str, str, str, Callable[[], None]]]:
     """``imagequeue-api serve`` on a private Redis and SQLite (and ``extra_env``); its URL,
-    Redis's URL and a function stopping the API (Redis stays up until the block ends), once
-    every process accepts connections."""
+    Redis's URL, a real API key (a premium user's) and a function stopping the API (Redis
+    stays up until the block ends), once every process accepts connections."""
     redis = EmbeddedRedis(tmp / "redis")
     url = redis.start()
+    key = asyncio.run(make_key(url))
     port = free_port()
     env = {**os.environ, "REDIS_URL": url, "API_PORT": str(port), "API_DEV_KEY": DEV_KEY,
-           "API_PROCESSES": str(processes), "DATABASE_URL": f"sqlite:///{tmp}/b.db",
-           "ASSETS_DIR": f"{tmp}/assets", "USER_MAX_PENDING": "0", "API_USER_RPS": "0",
-           "AI_GENERATION_API_URL": "http://127.0.0.1:9/unused",
+           "USER_MAX_PENDING": "0", "API_USER_RPS": "0", "API_PROCESSES": str(processes),
+           "DATABASE_URL": f"sqlite:///{tmp}/b.db",
+           "ASSETS_DIR": f"{tmp}/assets", "AI_GENERATION_API_URL": "http://127.0.0.1:9/unused",
            "PYTHONPATH": str(ROOT), **(extra_env or {})}  # fmt: skip
     log = tmp / "api.log"
     with log.open("wb") as out:
@@ -218,7 +280,7 @@ def api_server(
     try:
         ready = f"all {processes} API processes ready" if processes > 1 else "startup complete"
         _wait_for(log, ready, api)
-        yield f"http://127.0.0.1:{port}", url, lambda: _stop(api)
+        yield f"http://127.0.0.1:{port}", url, key, lambda: _stop(api)
     finally:
         _stop(api)
         redis.stop()

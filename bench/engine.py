@@ -1,9 +1,12 @@
-"""Engine benchmark: our broker against stock taskiq-redis, printed as one JSON line.
+"""Engine benchmark: our broker against stock taskiq-redis and BullMQ, as one JSON line.
 
-In one process tree, on a private redis-server: the enqueue rate; the processing rate of
-two worker processes (ours, and stock ``RedisStreamBroker`` with the same no-op task and
-the same receiver settings), measured over the steady part of each drain (10 % to 90 % of
-the jobs done), interleaved over several rounds and reported as medians;
+In one process tree, on a private redis-server: the enqueue rate (64 concurrent single
+adds); the processing rate of ``--processes`` worker processes of ``--slots`` slots each
+(2 x 5 by default; ours, stock ``RedisStreamBroker`` with the same no-op task and the same
+receiver settings, and BullMQ's ``Worker`` from ``bench/peers/engine.js`` with the same
+concurrency and jobs carrying as many bytes of data as our message), measured over the
+steady part of each drain (10 % to 90 % of the jobs done), interleaved over several rounds
+and reported as medians;
 Redis memory per waiting and per completed job; and the sliding-window rate limit under a
 backlog (the busiest window, and how much of the limit was used); and the claim script's cost
 with one user and with 10,000 users waiting (``bench.claims``).
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -22,16 +24,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 from redis.asyncio import Redis
 
 from bench.apps import STOCK_QUEUE, stock_broker
+from bench.bullmq import bullmq_version, round_bullmq
 from bench.claims import fairness_costs
+from bench.drain import drain_rate, kick_all, used_memory
 from imagequeue_common.contracts import NOOP_TASK
 from imagequeue_common.embedded_redis import EmbeddedRedis
 from imagequeue_common.queue.broker import EngineBroker
@@ -41,29 +42,20 @@ from imagequeue_worker.app import build_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 5  # the seed's slots per worker, for both brokers
-STEADY_FROM, STEADY_TO = 0.1, 0.9  # the part of each drain that rates are measured over
 ENGINE_WORKER = ["imagequeue_worker", "run", "--processes", "2", "--broker",
                  "bench.apps:engine_broker"]  # fmt: skip
-STOCK_WORKER = ["taskiq", "worker", "bench.apps:stock_broker", "--workers", "2",
-                "--max-async-tasks", str(CONCURRENCY), "--max-prefetch", "0",
-                "--log-level", "WARNING"]  # fmt: skip
 
 
-async def kick_all(kick: Callable[[], Awaitable[Any]], n: int, lanes: int = 64) -> float:
-    """Enqueue ``n`` jobs from ``lanes`` concurrent senders; returns jobs per second."""
-    started = time.perf_counter()
-
-    async def lane(count: int) -> None:
-        for _ in range(count):
-            await kick()
-
-    await asyncio.gather(*(lane(n // lanes + (i < n % lanes)) for i in range(lanes)))
-    return n / (time.perf_counter() - started)
+def engine_worker(processes: int) -> list[str]:
+    """Our worker command with ``processes`` processes (their slots: WORKER_CONCURRENCY)."""
+    return [*ENGINE_WORKER[:3], str(processes), *ENGINE_WORKER[4:]]
 
 
-async def used_memory(redis: Redis) -> int:
-    """Redis ``used_memory`` in bytes."""
-    return int((await redis.info("memory"))["used_memory"])
+def stock_worker(processes: int, slots: int) -> list[str]:
+    """Stock taskiq's worker command, the same shape as ours."""
+    return ["taskiq", "worker", "bench.apps:stock_broker", "--workers", str(processes),
+            "--max-async-tasks", str(slots), "--max-prefetch", "0",
+            "--log-level", "WARNING"]  # fmt: skip
 
 
 class Workers:
@@ -92,55 +84,6 @@ class Workers:
             self.proc.wait()
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes and all their children."""
-    total = 0.0
-    for pid in pids:
-        proc = psutil.Process(pid)
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = p.cpu_times()
-                total += times.user + times.system
-    return total
-
-
-async def drain_rate(
-    done: Callable[[], Awaitable[int]], n: int, timeout_s: float, pids: list[int]
-) -> tuple[float, float]:
-    """Jobs per second, and CPU microseconds per job of ``pids`` (Redis and the workers),
-    in the steady part of the drain: from the first poll that sees ``STEADY_FROM`` of the
-    jobs done to the first that sees ``STEADY_TO``. Both brokers are measured the same way;
-    the window leaves out the workers' start-up (imports, connecting, the second process
-    starting later than the first) and the tail, where fewer than all slots have work.
-
-    CPU time per job is the steadier figure on a shared machine: time stolen by
-    neighbours slows the wall clock but is not charged as CPU time.
-    """
-    deadline = time.monotonic() + timeout_s
-    low, high = round(n * STEADY_FROM), round(n * STEADY_TO)
-    first_count, first_at, first_cpu = 0, 0.0, 0.0
-    while time.monotonic() < deadline:
-        count = await done()
-        now = time.perf_counter()
-        if count >= low and not first_at:
-            first_count, first_at, first_cpu = count, now, cpu_seconds(pids)
-        if count >= high:
-            jobs = count - first_count
-            rate = jobs / (now - first_at), (cpu_seconds(pids) - first_cpu) * 1e6 / jobs
-            await wait_until(done, n, deadline)
-            return rate
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"only {await done()} of {n} jobs done in {timeout_s}s")
-
-
-async def wait_until(done: Callable[[], Awaitable[int]], n: int, deadline: float) -> None:
-    """Poll until all ``n`` jobs are done (the round's memory figure needs them all)."""
-    while await done() < n:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {await done()} of {n} jobs done in time")
-        await asyncio.sleep(0.01)
-
-
 def engine_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a worker process ``settings``."""
     return {
@@ -160,11 +103,11 @@ async def completed(broker: EngineBroker) -> int:
 
 
 async def round_engine(
-    url: str, jobs: int, redis: Redis, queue: str, redis_pid: int
+    url: str, jobs: int, redis: Redis, queue: str, redis_pid: int, *, shape: tuple[int, int]
 ) -> dict[str, float]:
     """One round of ours: enqueue, memory while waiting, drain, memory when completed."""
     settings = Settings(redis_url=url, queue_name=queue, rate_limit_max=0,
-                        worker_concurrency=CONCURRENCY)  # fmt: skip
+                        worker_concurrency=shape[1])  # fmt: skip
     broker = build_broker(settings)
     await broker.startup()
     noop = broker.find_task(NOOP_TASK)
@@ -174,7 +117,7 @@ async def round_engine(
     waiting_bytes = (await used_memory(redis) - base) / jobs
     sample = await broker.ledger.client.zrange(broker.ledger.keys.waiting, 0, 0)
     payload = len((await broker.ledger.get_job(str(sample[0]))).payload)
-    workers = Workers(ENGINE_WORKER, engine_env(settings))
+    workers = Workers(engine_worker(shape[0]), engine_env(settings))
     try:
         rate, cpu = await drain_rate(lambda: completed(broker), jobs, 600, [redis_pid, workers.pid])
     finally:
@@ -188,7 +131,9 @@ async def round_engine(
             "redis_bytes_per_completed_job": completed_bytes}  # fmt: skip
 
 
-async def round_stock(url: str, jobs: int, redis: Redis, redis_pid: int) -> dict[str, float]:
+async def round_stock(
+    url: str, jobs: int, redis: Redis, redis_pid: int, *, shape: tuple[int, int]
+) -> dict[str, float]:
     """One round of stock taskiq-redis ``RedisStreamBroker``: enqueue, then drain."""
     await redis.delete(STOCK_QUEUE)
     os.environ["REDIS_URL"] = url
@@ -202,7 +147,7 @@ async def round_stock(url: str, jobs: int, redis: Redis, redis_pid: int) -> dict
         group = (await redis.xinfo_groups(STOCK_QUEUE))[0]
         return int(group["entries-read"] or 0) - int(group["pending"])
 
-    workers = Workers(STOCK_WORKER, {"REDIS_URL": url})
+    workers = Workers(stock_worker(*shape), {"REDIS_URL": url})
     try:
         rate, cpu = await drain_rate(acked, jobs, 600, [redis_pid, workers.pid])
     finally:
@@ -247,15 +192,31 @@ async def run(args: argparse.Namespace, url: str, redis: Redis) -> dict[str, Any
     redis_pid = int((await redis.info("server"))["process_id"])
     ours: list[dict[str, float]] = []
     stock: list[dict[str, float]] = []
+    bull: list[dict[str, float]] = []
+    shape = (args.processes, args.slots)
     for i in range(args.rounds):
-        ours.append(await round_engine(url, args.jobs, redis, f"bench-engine-{i}", redis_pid))
-        stock.append(await round_stock(url, args.jobs, redis, redis_pid))
+        ours.append(await round_engine(url, args.jobs, redis, f"bench-engine-{i}", redis_pid,
+                                       shape=shape))  # fmt: skip
+        stock.append(await round_stock(url, args.jobs, redis, redis_pid, shape=shape))
+        if not args.no_bullmq:
+            size = int(ours[-1]["payload_bytes"])
+            bull.append(await round_bullmq(url, args.jobs, redis, redis_pid, shape=shape,
+                                           payload_bytes=size))  # fmt: skip
     limited = await rate_limit_run(url, args.rate_limit, args.windows, redis_pid)
     claims = await fairness_costs(url, redis, args.claim_jobs)
     figures = {k: round(median(ours, k), 1) for k in ours[0]}
     figures |= {k: round(median(stock, k), 1) for k in stock[0]}
+    if bull:
+        figures |= {k: round(median(bull, k), 1) for k in bull[0]}
+        for ratio, key in (
+            ("ratio_vs_bullmq", "process_per_s"),
+            ("enqueue_ratio_vs_bullmq", "enqueue_per_s"),
+        ):
+            figures[ratio] = round(figures[key] / figures[f"bullmq_{key}"], 2)
+        figures["bullmq"] = bullmq_version()  # type: ignore[assignment]
     return {
-        "bench": "engine", "jobs": args.jobs, "rounds": args.rounds, **figures,
+        "bench": "engine", "jobs": args.jobs, "rounds": args.rounds,
+        "shape": f"{args.processes} x {args.slots}", **figures,
         "ratio_vs_stock": round(figures["process_per_s"] / figures["stock_process_per_s"], 2),
         "cpu_ratio_vs_stock": round(figures["stock_cpu_us_per_job"] / figures["cpu_us_per_job"], 2),
         "process_per_s_rounds": [round(r["process_per_s"]) for r in ours],
@@ -272,6 +233,9 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--rate-limit", type=int, default=50)
     parser.add_argument("--windows", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2, help="worker processes per broker")
+    parser.add_argument("--slots", type=int, default=CONCURRENCY, help="slots per process")
+    parser.add_argument("--no-bullmq", action="store_true", help="leave BullMQ out")
     parser.add_argument(
         "--claim-jobs",
         type=int,

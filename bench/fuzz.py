@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = args.report_dir or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        with api_server(Path(tmp), processes=1) as (url, _, _):
+        with api_server(Path(tmp), processes=1) as (url, _, _, _):
             result = fuzz(url, out, args.max_time, seed)
         print(json.dumps(result), flush=True)
         if result["failures"] or result["errors"] or result["exit_code"]:

@@ -99,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {"ADMIN_PASSWORD": ADMIN[1]}
-        with api_server(Path(tmp), 1, env) as (url, _, _):
+        with api_server(Path(tmp), 1, env) as (url, _, _, _):
             figures = asyncio.run(run(url, Path(tmp) / "api.log", args))
     line = {"bench": "logins", "concurrency": args.concurrency, **figures,
             "limits": "5 per username, 30 per address, per 15 min; lockout 15 min (defaults)",

@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from bench.engine import ROOT, Workers, cpu_seconds
+from bench.drain import cpu_seconds
+from bench.engine import ROOT, Workers
 from imagequeue_common.contracts import CharacterRef, PoseRef
 from imagequeue_common.embedded_redis import EmbeddedRedis, free_port
 from imagequeue_common.generation import add_image_generation_job

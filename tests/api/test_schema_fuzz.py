@@ -18,7 +18,7 @@ MAX_TIME_S = 60
 
 
 def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
-    with api_server(tmp_path, processes=1) as (url, _, _):
+    with api_server(tmp_path, processes=1) as (url, _, _, _):
         result = fuzz(url, tmp_path, MAX_TIME_S, SEED)
     log = (tmp_path / "schemathesis.txt").read_text(errors="replace")
     assert result["operations"] >= 14, log[-4000:]
