@@ -34,12 +34,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.engine import ROOT
 from bench.peers import make_key, peer_created, peer_server
+from bench.procs import stop, wait_for_line
 from imagequeue_common.embedded_redis import EmbeddedRedis, free_port
 from imagequeue_common.queue.ledger import JobLedger
 from imagequeue_common.redis_conn import command_client
@@ -279,26 +279,11 @@ def api_server(
                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         ready = f"all {processes} API processes ready" if processes > 1 else "startup complete"
-        _wait_for(log, ready, api)
-        yield f"http://127.0.0.1:{port}", url, key, lambda: _stop(api)
+        wait_for_line(log, ready, api, "the API")
+        yield f"http://127.0.0.1:{port}", url, key, lambda: stop(api)
     finally:
-        _stop(api)
+        stop(api)
         redis.stop()
-
-
-def _stop(api: subprocess.Popen[bytes]) -> None:
-    if api.poll() is None:
-        api.terminate()
-        api.wait(60)
-
-
-def _wait_for(log: Path, text: str, api: subprocess.Popen[bytes]) -> None:
-    """Wait until the API's output says ``text`` (every process accepts connections)."""
-    deadline = time.monotonic() + 60
-    while text not in log.read_text(errors="replace"):
-        if api.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"the API did not become ready:\n{log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
 
 
 if __name__ == "__main__":

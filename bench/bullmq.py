@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from redis.asyncio import Redis
 
 from bench.drain import drain_rate, used_memory
 from bench.peers import PEERS, ensure_installed
+from bench.procs import stop
 
 LANES = 64  # concurrent senders, as kick_all's
 COMPLETED = "peer:noop:completed"
@@ -31,13 +31,7 @@ class NodeWorkers:
         self.pid = self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop(self.proc, group=True, timeout_s=30)
 
 
 async def delete_queue(redis: Redis) -> None:

@@ -33,6 +33,7 @@ from bench.apps import STOCK_QUEUE, stock_broker
 from bench.bullmq import bullmq_version, round_bullmq
 from bench.claims import fairness_costs
 from bench.drain import drain_rate, kick_all, used_memory
+from bench.procs import stop
 from imagequeue_common.contracts import NOOP_TASK
 from imagequeue_common.embedded_redis import EmbeddedRedis
 from imagequeue_common.queue.broker import EngineBroker
@@ -76,12 +77,7 @@ class Workers:
 
     def stop(self) -> None:
         """SIGINT the process group; SIGKILL if it does not stop."""
-        os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop(self.proc, group=True, signum=signal.SIGINT, timeout_s=30)
 
 
 def engine_env(settings: Settings) -> dict[str, str]:

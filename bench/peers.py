@@ -12,10 +12,10 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bench.procs import stop, wait_for_line
 from imagequeue_api.apikeys import ApiKeyStore
 from imagequeue_common.embedded_redis import EmbeddedRedis, free_port
 from imagequeue_common.redis_conn import command_client
@@ -91,22 +91,8 @@ def peer_server(
         peer = subprocess.Popen([node, str(PEERS / "api.js")], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while f"all {processes} peer processes ready" not in log.read_text(errors="replace"):
-            if peer.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"the peer did not start:\n{log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", url, key, lambda: _stop(peer)
+        wait_for_line(log, f"all {processes} peer processes ready", peer, "the peer")
+        yield f"http://127.0.0.1:{port}", url, key, lambda: stop(peer, timeout_s=30)
     finally:
-        _stop(peer)
+        stop(peer, timeout_s=30)
         redis.stop()
-
-
-def _stop(peer: subprocess.Popen[bytes]) -> None:
-    if peer.poll() is None:
-        peer.terminate()
-        try:
-            peer.wait(30)
-        except subprocess.TimeoutExpired:
-            peer.kill()
-            peer.wait()
