@@ -77,6 +77,8 @@ def run(keep: bool) -> dict[str, Any]:
         figures["stub_peak_per_second"] = phases.stub_peak(project)
         figures.update(phases.hygiene(project))
         figures["unhealthy_at_end"] = phases.unhealthy(project)
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON line, then exit 1
+        figures["error"] = f"{type(exc).__name__}: {exc}"[:2000]
     finally:
         if not keep:
             project.down()
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args(argv)
     figures = run(args.keep)
+    if "error" in figures:
+        print(json.dumps(figures))
+        return 1
     passed = checks(figures)
     figures["checks_failed"] = [name for name, ok in passed.items() if not ok]
     figures["checks_passed"] = f"{sum(passed.values())}/{len(passed)}"

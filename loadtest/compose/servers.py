@@ -78,6 +78,8 @@ def run() -> dict[str, Any]:
         finished = sorted(r["finishedAt"] for r in records.values() if r.get("finishedAt"))
         figures["completed_per_s"] = round(len(finished) / (finished[-1] - finished[0]), 2)
         figures["stub_peak_per_second"] = stub_stats(shared, "stub-ai")["peak_per_second"]
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON line, then exit 1
+        figures["error"] = f"{type(exc).__name__}: {exc}"[:2000]
     finally:
         for project, _ in servers:
             project.down()
@@ -99,6 +101,9 @@ def _images_everywhere(readers: dict[str, tuple[Api, str]], records: dict[str, d
 
 def main() -> int:
     figures = run()
+    if "error" in figures:
+        print(json.dumps(figures))
+        return 1
     passed = {
         "rate_limit_held": figures["stub_peak_per_second"] <= RATE_LIMIT,
         "nothing_lost": figures["lost"] == 0 and figures["accepted"] > 0,

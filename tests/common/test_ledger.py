@@ -406,18 +406,25 @@ async def test_upstream_permits_follow_the_limit_with_its_guard(
     await wait_until(granted_again, 2, "the window to slide")
 
 
-async def test_a_late_caller_widens_its_own_permit_window(redis: Redis, settings: Settings) -> None:
+async def test_a_late_callers_permit_holds_back_the_next_ones(
+    redis: Redis, settings: Settings
+) -> None:
+    # A request permitted to a lagging worker may arrive up to its lag late: the permits
+    # after it, whoever asks, wait until it is surely a window behind them. Its own wait is
+    # an on-time one's: the permits before it hold their own slack.
     ledger = JobLedger(
         redis,
-        replace(settings, rate_limit_max=2, rate_limit_duration_ms=300, rate_limit_guard_ms=0),
+        replace(settings, rate_limit_max=1, rate_limit_duration_ms=300, rate_limit_guard_ms=0),
     )
-    assert [await ledger.upstream_permit(f"j{i}", "1") for i in range(2)] == [0, 0]
-    on_time = await ledger.upstream_permit("j2", "1")
-    late = await ledger.upstream_permit("j2", "1", local_lag_ms=200)
-    assert 0 < on_time <= 300
-    assert on_time + 190 <= late <= 500  # its window is 200 ms longer
+    assert await ledger.upstream_permit("late", "1", local_lag_ms=200) == 0
+    after_late = await ledger.upstream_permit("prompt", "1")
+    assert 480 <= after_late <= 500  # 300 ms window + the late one's 200 ms
+    await redis.delete(ledger.keys.upstream)  # the other order, from a clean window
+    assert await ledger.upstream_permit("prompt", "1") == 0
+    late_after_prompt = await ledger.upstream_permit("late", "1", local_lag_ms=200)
+    assert 280 <= late_after_prompt <= 300  # only the window: the prompt one has no slack
     with pytest.raises(InvalidJobError, match="local lag must not be negative"):
-        await ledger.upstream_permit("j2", "1", local_lag_ms=-1)
+        await ledger.upstream_permit("x", "1", local_lag_ms=-1)
 
 
 async def test_upstream_permits_stop_during_a_hold(redis: Redis, settings: Settings) -> None:

@@ -81,10 +81,11 @@ class Settings(WebhookSettings, frozen=True, kw_only=True):
     """At most this many job starts in any sliding window of ``rate_limit_duration_ms``."""
     rate_limit_duration_ms: Annotated[int, _at_least(1)] = 1000
     rate_limit_guard_ms: Annotated[int, _at_least(0)] = 25
-    """Added to the window when a job asks to send its AI request (``permit.lua``), so the
-    network's jitter between the permit and the request's arrival cannot squeeze ``max + 1``
-    requests into one window as the GPU side sees it (the worker adds its own loop's recent
-    delay on top: ``imagequeue_worker.looplag``)."""
+    """The network's share of a permitted AI request's slack (``permit.lua``): the permits
+    after it wait until it is surely a window behind, so the jitter between a permit and
+    the request's arrival cannot squeeze ``max + 1`` requests into one window as the GPU
+    side sees it (the worker adds its own loop's recent delay on top:
+    ``imagequeue_worker.looplag``)."""
     worker_concurrency: Annotated[int, _from_to(1, 1000)] = 5
     expected_job_s: Positive = 45.0
     """The upstream's typical seconds per image (the seed's GPU: 30-60 s): the ETA's job

@@ -6,8 +6,9 @@ arrives. Anything in between shifts requests against each other, and two shifted
 put ``max + 1`` into one of the GPU side's windows. The network's share is a constant,
 ``RATE_LIMIT_GUARD_MS``; this process's share is not: on a loaded machine the worker is not
 scheduled for tens of milliseconds (measured on 2 cores under four CPU hogs: permit to
-arrival 22 ms at most against 3 ms at the median). So each permit's window is widened by
-the longest loop delay seen lately: free when the machine is idle, safe when it is not.
+arrival 22 ms at most against 3 ms at the median). So each permit's slack is widened by
+the longest loop delay seen lately, and the permits after it wait for it: free when the
+machine is idle, safe when it is not.
 """
 
 from __future__ import annotations

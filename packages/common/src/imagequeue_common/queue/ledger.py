@@ -219,16 +219,17 @@ class JobLedger(LedgerReads, LedgerControl):
 
     async def upstream_permit(self, job_id: str, token: str, local_lag_ms: int = 0) -> int:
         """0 when a job may send its AI request now, else the ms to wait (limit or hold).
-        ``local_lag_ms``: how late the caller may be to send it (its loop's recent delay),
-        added to the window as ``RATE_LIMIT_GUARD_MS`` is."""
+        ``local_lag_ms``: how late the caller may be to send it (its loop's recent delay);
+        with ``RATE_LIMIT_GUARD_MS`` it is the request's slack, which holds back the
+        permits after this one (``permit.lua``)."""
         if local_lag_ms < 0:
             raise InvalidJobError(f"local lag must not be negative, got {local_lag_ms} ms")
         s, k = self.settings, self.keys
-        window = s.rate_limit_duration_ms + s.rate_limit_guard_ms + local_lag_ms
+        slack = s.rate_limit_guard_ms + local_lag_ms
         wait: int = await self._scripts.call(
             "permit",
             [k.upstream, k.meta, k.metrics],
-            [s.rate_limit_max, window, f"{job_id}:{token}"],
+            [s.rate_limit_max, s.rate_limit_duration_ms, f"{job_id}:{token}", slack],
         )
         return wait
 
