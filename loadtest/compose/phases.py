@@ -53,7 +53,7 @@ def kill_a_worker(project: Project, users: list[Api]) -> dict[str, Any]:
     killed_at = time.monotonic()
     outcome = _outcome(sent.jobs, timeout_s=240)
     outcome.pop("records")
-    return {**outcome, "running_on_killed": busy[0]["running"], "refused": sent.refused,
+    return {**outcome, "running_at_last_beat": busy[0]["running"], "refused": sent.refused,
             "recovered_s": round(time.monotonic() - killed_at, 1),
             "killed_restarted_by_docker": inspect(victim)["State"]["Running"]}  # type: ignore[index]  # fmt: skip
 
