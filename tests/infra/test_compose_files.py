@@ -72,3 +72,5 @@ def test_the_image_runs_as_its_own_user_and_owns_data() -> None:
     assert "USER imagequeue" in final
     assert "chown -R imagequeue:imagequeue /data" in final
     assert "pip install" not in final  # uv and its cache stay in the build stage
+    # A VOLUME would give every container an anonymous volume, left behind by each one.
+    assert not any(line.startswith("VOLUME") for line in final.splitlines())
