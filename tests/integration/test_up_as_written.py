@@ -135,34 +135,66 @@ def test_closing_the_terminal_stops_everything(checkout: Path, in_shell: bool) -
         terminal.close()
 
 
-def test_a_killed_uv_leaves_nothing_running(checkout: Path, tmp_path: Path) -> None:
-    # A process manager or a test runner that gives up with SIGKILL to `uv` (no terminal
-    # here: stdin is /dev/null, as under a supervisor) leaves `just` and the stack orphaned;
-    # the stack sees its launcher end and stops in order, freeing port 8088.
+def start_detached(checkout: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``uv run just up`` as a supervisor or a script starts it: a session of its own, no
+    terminal (stdin is /dev/null), its output to ``log``; once its stack is up."""
     if answers("127.0.0.1", 8088, timeout=0.2):
         pytest.fail("something already listens on 127.0.0.1:8088, the port `just up` uses")
     env = {k: v for k, v in os.environ.items() if not k.startswith(OURS)}
-    log = tmp_path / "up.log"
     with log.open("wb") as out:
         uv = subprocess.Popen([*uv_command(), "run", "just", "up"], cwd=checkout, env=env,
                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                               start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while "Ctrl-C stops everything" not in log.read_text(errors="replace"):
+        if uv.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(uv.pid, signal.SIGKILL)
+            pytest.fail(log.read_text(errors="replace"))
+        time.sleep(0.2)
+    return uv
+
+
+def wait_until_gone(checkout: Path, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while (left := processes_in(checkout)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], f"still running after {what}: {left}"
+
+
+def test_a_killed_uv_leaves_nothing_running(checkout: Path, tmp_path: Path) -> None:
+    # A process manager or a test runner that gives up with SIGKILL to `uv` leaves `just`
+    # and the stack orphaned; the stack sees its launcher end and stops in order, freeing
+    # port 8088.
+    log = tmp_path / "up.log"
+    uv = start_detached(checkout, log)
     try:
-        deadline = time.monotonic() + 240
-        while "Ctrl-C stops everything" not in log.read_text(errors="replace"):
-            assert uv.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         uv.kill()
         uv.wait(timeout=10)
-        deadline = time.monotonic() + 120
-        while (left := processes_in(checkout)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert left == [], f"still running after uv was killed: {left}"
+        wait_until_gone(checkout, "uv was killed")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(uv.pid, signal.SIGKILL)
     text = log.read_text(errors="replace")
     assert f"uv (pid {uv.pid}), which started us, ended" in text, text
     assert_stopped_in_order(text, "which started us, ended: stopping")
+    assert not answers("127.0.0.1", 8088, timeout=0.2)
+
+
+def test_a_lone_sigint_to_uv_stops_it_in_order(checkout: Path, tmp_path: Path) -> None:
+    # `kill -INT <uv's pid>` with no terminal: uv passes the SIGINT to just, which keeps it
+    # while its recipe runs; the stack sees just's signal count rise and stops in order, and
+    # every process then exits 0.
+    log = tmp_path / "up.log"
+    uv = start_detached(checkout, log)
+    try:
+        uv.send_signal(signal.SIGINT)
+        code = uv.wait(timeout=120)
+        wait_until_gone(checkout, "a SIGINT to uv")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(uv.pid, signal.SIGKILL)
+    text = log.read_text(errors="replace")
+    assert code == 0, text
+    assert_stopped_in_order(text, "caught a signal that it does not pass on")
     assert not answers("127.0.0.1", 8088, timeout=0.2)

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from imagequeue_api.demo import DemoError, PacedClient, run_demo
 from imagequeue_api.devservices import http_answers, redis_for, say, spawn, stop, upstream_for
-from imagequeue_api.launcher import Launcher, launchers
+from imagequeue_api.launcher import Launcher, SignalsCaught, launchers
 from imagequeue_api.serving import port_in_use
 from imagequeue_common.embedded_redis import EmbeddedRedisError
 from imagequeue_common.errors import SettingsError
@@ -42,6 +42,7 @@ from imagequeue_common.webhook_signing import new_secret
 DEV_KEY_FILE = "dev-api-key"
 ADMIN_FILE = "dev-admin-password"
 DEV_WEBHOOK_FILE = "dev-webhook-secret"
+SIGNAL_POLL_S = 0.2  # how often just's signal count is read: a stop this much later is fine
 
 
 def kept_secret(settings: Settings, name: str, prefix: str) -> str:
@@ -110,7 +111,9 @@ class Shutdown:
     input on it (EIO once the window closed; Ctrl-D too) stops the stack.
 
     And so do the processes that launched us ending (:mod:`launcher`): a ``uv`` killed
-    outright must not leave the stack running with nobody to stop it.
+    outright must not leave the stack running with nobody to stop it. And a signal that
+    ``just`` caught and kept (a SIGINT sent to ``uv`` alone, which ``uv`` passes to ``just``)
+    is seen in ``just``'s signal count.
     """
 
     def __init__(self) -> None:
@@ -125,6 +128,21 @@ class Shutdown:
             loop.add_reader(sys.stdin.fileno(), self._on_terminal, sys.stdin.fileno())
         for parent in launchers():
             loop.add_reader(parent.fd, self._on_launcher_end, parent)
+            if parent.name == "just" and (caught := SignalsCaught.of(parent.pid)):
+                loop.call_later(SIGNAL_POLL_S, self._watch_just, caught)
+
+    def _watch_just(self, caught: SignalsCaught) -> None:
+        if self.requested.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        if not caught.rose():
+            loop.call_later(SIGNAL_POLL_S, self._watch_just, caught)
+            return
+        # A terminal's Ctrl-C reaches just and us at once: a moment's grace lets our own
+        # SIGINT be the stop that is reported.
+        why = (f"just (pid {caught.pid}) caught a signal that it does not pass on (a SIGINT "
+               "to uv alone): stopping (running jobs finish first)")  # fmt: skip
+        loop.call_later(SIGNAL_POLL_S, self._stop, why)
 
     def _on_launcher_end(self, parent: Launcher) -> None:
         asyncio.get_running_loop().remove_reader(parent.fd)

@@ -6,10 +6,15 @@ process manager giving up, a test runner's timeout) leaves ``just`` and the stac
 with nobody left to stop them, still holding port 8088. So the stack watches every ancestor
 in its own process group, up to the group's leader, and stops when one of them ends.
 
-A SIGINT sent to ``uv``'s pid alone cannot be seen here: ``uv`` passes it to ``just``, and
-``just`` ignores SIGINT while its recipe runs, expecting the recipe to have had it from the
-terminal too (both by design, see the README). That is why the README says to signal the
-group, or to send SIGTERM.
+A SIGINT sent to ``uv``'s pid alone (a script's ``kill -INT``, a supervisor without a
+terminal) goes no further by itself: ``uv`` passes it to ``just``, and ``just`` ignores
+SIGINT, SIGHUP and SIGQUIT while its recipe runs, expecting the recipe to have had them from
+the terminal too. But ``just`` reads every signal it catches on a thread of its own, named
+``signal handler``, which sleeps otherwise: each signal wakes it once, and the kernel counts
+the wake-ups (``voluntary_ctxt_switches`` in ``/proc/<pid>/task/<tid>/status``). So the
+stack watches that count (:class:`SignalsCaught`) and treats a rise as the stop ``just``
+did not pass on. A ``just`` without such a thread leaves the watch out: the README's
+SIGTERM and process-group signals still stop the stack.
 """
 
 from __future__ import annotations
@@ -69,3 +74,46 @@ def close(found: list[Launcher]) -> None:
     """Close the pidfds."""
     for launcher in found:
         os.close(launcher.fd)
+
+
+SIGNAL_THREAD = "signal handler"  # the name just gives the thread that reads its signals
+
+
+@dataclass(slots=True)
+class SignalsCaught:
+    """How many signals a ``just`` has caught so far: its signal thread's wake-up count."""
+
+    pid: int
+    status: Path
+    count: int
+
+    @classmethod
+    def of(cls, pid: int) -> SignalsCaught | None:
+        """The count for ``just`` at ``pid`` now; None without a signal thread (or gone)."""
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                if (task / "comm").read_text().strip() == SIGNAL_THREAD:
+                    count = _wakeups(task / "status")
+                    return None if count is None else cls(pid, task / "status", count)
+        except OSError:
+            pass
+        return None
+
+    def rose(self) -> bool:
+        """True when it caught a signal since the last look (not when it ended)."""
+        count = _wakeups(self.status)
+        if count is None or count == self.count:
+            return False
+        self.count = count
+        return True
+
+
+def _wakeups(status: Path) -> int | None:
+    try:
+        text = status.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return None
