@@ -23,6 +23,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from imagequeue_common.cluster import cluster_client, is_cluster_url
 from imagequeue_common.errors import SettingsError
+from imagequeue_common.mux import MuxRedis
 from imagequeue_common.sentinel import is_sentinel_url, sentinel_client
 
 SAFE_POLICY = "noeviction"
@@ -62,7 +63,7 @@ def _client(url: str, *, waiting_pool: bool, **options: Any) -> Redis:
     if is_cluster_url(url):
         return cluster_client(url, **options)
     if waiting_pool:
-        return Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
+        return MuxRedis.over(BlockingConnectionPool.from_url(url, **options))
     return Redis.from_url(url, **options)
 
 
