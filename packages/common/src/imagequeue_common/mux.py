@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import inspect
 import random
+import socket
 import time
 from collections import deque
 from typing import Any, Final
@@ -126,9 +127,14 @@ class _Wire(asyncio.Protocol):
         """Take the connection down; everything in flight fails with ``why``."""
         if self.open:
             self.open, self._why = False, why
-        if self._transport is not None:
-            with contextlib.suppress(RuntimeError):  # its loop closed already
-                self._transport.abort()
+        if self._transport is None:
+            pass
+        elif self.loop.is_closed():  # asyncio can no longer close it: end the connection
+            sock = self._transport.get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        else:
+            self._transport.abort()
         self._fail_all()
 
     def _fail_all(self) -> None:
