@@ -16,7 +16,7 @@ from pathlib import Path
 import hiredis
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
+from redis.exceptions import AuthenticationError, DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from imagequeue_common.embedded_redis import EmbeddedRedis, find_redis_server, free_port
@@ -228,3 +228,13 @@ async def test_passwords_databases_and_unix_sockets(guarded: tuple[int, Path]) -
     with pytest.raises(AuthenticationError):
         await wrong.get("k")
     await wrong.aclose()
+
+
+async def test_an_argument_redis_py_refuses_is_refused_the_same_way(client: MuxRedis) -> None:
+    # None and bool are no Redis values: hiredis will not pack them, and redis-py's own
+    # path says why, with nothing sent.
+    for bad in (None, True):
+        with pytest.raises(DataError):
+            await client.set("k", bad)  # type: ignore[arg-type]
+    assert await client.ping()
+    await client.aclose()

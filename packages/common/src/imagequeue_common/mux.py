@@ -55,7 +55,6 @@ MUXED: Final = frozenset((
 ))
 # fmt: on
 """Commands that answer at once and leave the connection as it was."""
-_ARGS = (str, bytes, int, float, memoryview)
 STALL_S = 30.0
 CONNECT_S = 5.0
 
@@ -247,14 +246,14 @@ class MuxRedis(Redis):
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         mux, name = self.mux, args[0]
-        if (
-            mux is None
-            or name not in MUXED
-            or NEVER_DECODE in options
-            or not all(isinstance(a, _ARGS) and not isinstance(a, bool) for a in args)
-        ):
+        packed = None
+        if mux is not None and name in MUXED and NEVER_DECODE not in options:
+            # hiredis packs str, bytes, int and float as redis-py's encoder does, and
+            # refuses the rest (None, bool, lists): redis-py then says why (DataError).
+            with contextlib.suppress(TypeError):
+                packed = hiredis.pack_command(args)
+        if mux is None or packed is None:
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        packed = hiredis.pack_command(args)
         try:
             reply = await mux.call(packed)
         except (RedisConnectionError, RedisTimeoutError):

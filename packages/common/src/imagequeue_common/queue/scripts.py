@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
 from imagequeue_common.cluster import WaitingCluster, is_cluster_client
+from imagequeue_common.mux import MuxRedis
 
 _Call = tuple[str, list[str], list[Any], "asyncio.Future[Any]"]
 
@@ -125,6 +126,11 @@ class Scripts:
         acks = await self._acks_for(batch[0][1][0])
         if acks:
             commands.append(("WAIT", acks, self._ack_ms))
+        client = self._client
+        if isinstance(client, MuxRedis) and client.mux is not None and not acks:
+            # One connection sends them together already; each reply or error is its own.
+            sent = (client.execute_command(*c) for c in commands)
+            return await asyncio.gather(*sent, return_exceptions=True)
         if is_cluster_client(self._client):  # every key of a batch is in one queue's slot
             replies = await cast(WaitingCluster, self._client).node_pipeline(
                 batch[0][1][0], commands)  # fmt: skip
