@@ -48,7 +48,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)  # the multi-row INSERTs too
 def numbered(sql: str) -> str:
     """``sql`` with its ``?`` placeholders renumbered ``$1, $2, …`` for PostgreSQL."""
     counter = itertools.count(1)

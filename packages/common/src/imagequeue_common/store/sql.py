@@ -12,6 +12,7 @@ exactly one image, and appends for different jobs never overwrite each other.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
 from collections.abc import Sequence
@@ -132,7 +133,16 @@ _CHARACTER_INTO = (
     "INSERT INTO characters (id, user_id, name, pose_id, description, personality, "
     "image_job_id, created_at, updated_at) "
 )
-_INSERT_CHARACTER = _CHARACTER_INTO + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+ROWS_PER_INSERT = 512
+"""Most characters in one multi-row INSERT: 4,608 parameters, under SQLite's 32,766 and
+PostgreSQL's 65,535."""
+
+
+@functools.cache
+def _insert_many(n: int) -> str:
+    """One INSERT of ``n`` characters."""
+    return _CHARACTER_INTO + "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+
 _INSERT_CHARACTER_IF_POSE = (
     _CHARACTER_INTO + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "  # noqa: S608 - constant fragments
     "WHERE EXISTS (SELECT 1 FROM poses WHERE id = ?) RETURNING id"
@@ -180,10 +190,26 @@ class SqlStore:
     async def _insert_characters(self, batch: list[Character]) -> list[StoreError | None]:
         """Write the characters that arrived together: one transaction for all of them; if
         it fails on a row (its pose went away), each on its own, so each gets its answer."""
+        results: list[StoreError | None] = []
+        start = 0
+        while start < len(batch):
+            # Chunks of 512, 256, … 1 rows: few distinct statements, each prepared once.
+            size = min(ROWS_PER_INSERT, 1 << ((len(batch) - start).bit_length() - 1))
+            results += await self._insert_rows(batch[start : start + size])
+            start += size
+        return results
+
+    async def _insert_rows(self, batch: list[Character]) -> list[StoreError | None]:
         if len(batch) > 1:
+            # One multi-row INSERT, autocommitted: atomic, and one call to the driver. A
+            # transaction around executemany would hold SQLite's write lock across three
+            # calls (BEGIN, the rows, COMMIT), each a hop to aiosqlite's thread and back,
+            # while the other API processes' writers wait in SQLite's busy handler, which
+            # sleeps in steps of up to 100 ms: seen as bursts of 0.5 s latencies at 2000/s.
+            rows = [value for c in batch for value in _character_row(c)]
             try:
-                async with self._db.transaction() as s:
-                    await s.execute_many(_INSERT_CHARACTER, [_character_row(c) for c in batch])
+                async with self._db.transaction(write=False) as s:
+                    await s.execute(_insert_many(len(batch)), *rows)
             except StoreUnavailableError:
                 raise
             except StoreError:
