@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import time
-import uuid
 
 import msgspec
 
@@ -123,8 +123,8 @@ def dedup_key(user_id: str, character_id: str, pose_id: str) -> str:
 
 def new_job_id(character_id: str = "") -> str:
     """``img-<character id prefix>-<unix ts>-<random>`` (the seed: ``img-693db123-1702567890``)."""
-    prefix = character_id[:8] or uuid.uuid4().hex[:8]
-    return f"img-{prefix}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    prefix = character_id[:8] or secrets.token_hex(4)
+    return f"img-{prefix}-{int(time.time())}-{secrets.token_hex(4)}"
 
 
 async def get_queue_stats(broker: EngineBroker) -> dict[str, int]:

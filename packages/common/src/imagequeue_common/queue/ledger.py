@@ -8,7 +8,7 @@ and the operator's actions (``queue.control``: cancel, retry dead letters, clean
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Sequence
 from typing import Literal
 
@@ -110,7 +110,7 @@ class JobLedger(LedgerReads, LedgerControl):
             [k.waiting, k.delayed, k.events, k.marker, k.meta, k.users, k.active,
              k.completed, k.failed, k.cancelled],
             [k.prefix, job_id, task_name, payload, priority.value, user_id,
-             delay_ms, attempts, self._maxlen, user_quota, ref, uuid.uuid4().hex[:16],
+             delay_ms, attempts, self._maxlen, user_quota, ref, secrets.token_hex(8),
              "1" if replace_finished else "0", "1" if rate_limited else "0",
              self.settings.fairness, start_deadline_ms, dedup_key, max_queued, hooks],
         )  # fmt: skip
