@@ -143,6 +143,7 @@ def _insert_many(n: int) -> str:
     """One INSERT of ``n`` characters."""
     return _CHARACTER_INTO + "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
 
+
 _INSERT_CHARACTER_IF_POSE = (
     _CHARACTER_INTO + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "  # noqa: S608 - constant fragments
     "WHERE EXISTS (SELECT 1 FROM poses WHERE id = ?) RETURNING id"
