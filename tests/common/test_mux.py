@@ -15,7 +15,7 @@ from pathlib import Path
 
 import hiredis
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import AuthenticationError, DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -238,3 +238,25 @@ async def test_an_argument_redis_py_refuses_is_refused_the_same_way(client: MuxR
             await client.set("k", bad)  # type: ignore[arg-type]
     assert await client.ping()
     await client.aclose()
+
+
+async def test_a_redis_still_loading_its_data_is_asked_once_more() -> None:
+    # A restarted Redis answers LOADING until its file is read; redis-py's pool retries that
+    # (BusyLoadingError is a ConnectionError), and so does the mux.
+    replies = [b"-LOADING Redis is loading the dataset in memory\r\n", b"+PONG\r\n"]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while replies and await reader.read(4096):
+            writer.write(replies.pop(0))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = BlockingConnectionPool(host="127.0.0.1", port=port, protocol=2, decode_responses=True)
+    made = MuxRedis.over(pool)
+    assert await made.ping() is True
+    assert replies == []
+    await made.aclose()
+    server.close()
+    await server.wait_closed()

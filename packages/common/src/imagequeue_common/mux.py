@@ -256,6 +256,8 @@ class MuxRedis(Redis):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         try:
             reply = await mux.call(packed)
+            if isinstance(reply, _ReplyError) and isinstance(_error(reply), RedisConnectionError):
+                raise _error(reply)  # LOADING (a restarted Redis reading its file): retry too
         except (RedisConnectionError, RedisTimeoutError):
             await asyncio.sleep(random.uniform(0.05, 0.25))  # noqa: S311 - jitter, not a secret
             reply = await mux.call(packed)
