@@ -90,7 +90,7 @@ class _Wire(asyncio.Protocol):
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         """Queue one packed command; its reply (or error) comes in the future."""
         if not self.open:
-            raise self._why
+            raise self._failure()
         future: asyncio.Future[Any] = self.loop.create_future()
         self._waiting.append((future, time.monotonic()))
         self._out.append(packed)
@@ -136,11 +136,16 @@ class _Wire(asyncio.Protocol):
             self._transport.abort()
         self._fail_all()
 
+    def _failure(self) -> RedisError:
+        # A fresh exception for each caller: one instance raised in many places would
+        # collect every place's traceback for as long as an outage lasts.
+        return type(self._why)(*self._why.args)
+
     def _fail_all(self) -> None:
         while self._waiting:
             future, _ = self._waiting.popleft()
             if not future.done():
-                future.set_exception(self._why)
+                future.set_exception(self._failure())
 
     def _watch(self) -> None:
         if not self.open:
